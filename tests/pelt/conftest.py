@@ -1,0 +1,7 @@
+import pytest
+from pelt_helpers import make_batch
+
+
+@pytest.fixture
+def batch():
+    return make_batch()

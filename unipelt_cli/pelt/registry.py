@@ -1,0 +1,106 @@
+"""The submodule registry and the two small classes every submodule file uses.
+
+A submodule is one file in this package that defines an `Options` dataclass and a `Part` subclass
+decorated with `@register`; `conf/pelt/<name>.yaml` holds the Options defaults. The package imports
+every file in it, so nothing else needs to change to add one.
+
+    @register
+    class AdapterSet(Part):
+        name = "adapter"
+        Options = AdapterOptions
+
+        @classmethod
+        def attach(cls, model, arch, options, ctx) -> "AdapterSet": ...
+
+`apply_pelt` puts each attached Part at `model.pelt[name]`, so its parameters are named
+`pelt.<name>.<...>` in the model and in `pelt_state_dict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from unipelt_cli.errors import UserError
+
+SUBMODULES: dict[str, type[Part]] = {}
+
+
+def register(cls: type[Part]) -> type[Part]:
+    """Class decorator: make a Part subclass available under `cls.name`."""
+    if cls.name in SUBMODULES:
+        raise ValueError(f"PELT submodule {cls.name!r} is registered twice")
+    SUBMODULES[cls.name] = cls
+    return cls
+
+
+class Context:
+    """Per-model state the hooks share: the padding mask of the forward pass that is running.
+
+    `mask` is the (B, T) attention mask given to the backbone (1 = real token), or None when the
+    caller gave none. `on_forward` holds callables run once at the start of every forward pass.
+    """
+
+    def __init__(self, pooling: str):
+        self.pooling = pooling
+        self.mask: torch.Tensor | None = None
+        self.on_forward: list[Callable[[], None]] = []
+
+
+class Part(nn.Module):
+    """Base of one submodule's container (`model.pelt[name]`).
+
+    Subclasses set `name` and `Options` and implement `attach`. The defaults below suit a Part
+    whose trained tensors are exactly its own parameters.
+    """
+
+    name: str = ""
+    Options: type = object
+
+    def __init__(self):
+        super().__init__()
+        self.hooks: list[torch.utils.hooks.RemovableHandle] = []
+
+    @classmethod
+    def attach(cls, model: nn.Module, arch, options, ctx: Context) -> Part:
+        """Build the Part for `model`, register its hooks on the backbone, and return it."""
+        raise NotImplementedError
+
+    def gates(self) -> Iterator[tuple[int, str, nn.Module]]:
+        """(layer index, stats key, gate) for every gate this Part owns."""
+        return iter(())
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """The tensors `pelt_state_dict` keeps, keyed by their names in the model."""
+        return {f"pelt.{self.name}.{n}": p.detach() for n, p in self.named_parameters()}
+
+    def prepare_load(self) -> None:
+        """Put the Part into the form `saved_state` describes (e.g. fixed prefix vectors)."""
+
+    def counts(self) -> dict[str, int]:
+        """Parameter counts for `param_report`: trained parameters without gates, and gates."""
+        gate_ids = {id(p) for _, _, g in self.gates() for p in g.parameters()}
+        params = [p for p in self.parameters() if id(p) not in gate_ids]
+        return {
+            "params": sum(p.numel() for p in params),
+            "gate_params": sum(p.numel() for _, _, g in self.gates() for p in g.parameters()),
+        }
+
+    def remove_hooks(self) -> None:
+        for handle in self.hooks:
+            handle.remove()
+        self.hooks.clear()
+
+
+def check_choice(what: str, value, choices) -> None:
+    """Raise UserError unless `value` is one of `choices` (for Options.__post_init__)."""
+    if value not in choices:
+        raise UserError(f"{what} must be one of {', '.join(map(str, choices))}, got {value!r}: pick one of those")
+
+
+def check_positive(what: str, value) -> None:
+    """Raise UserError unless `value` > 0 (for Options.__post_init__)."""
+    if not value > 0:
+        raise UserError(f"{what} must be > 0, got {value!r}: set a positive value")
