@@ -1,0 +1,93 @@
+"""Every shipped YAML composes; overrides are type-checked; the run identity ignores bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from unipelt_cli import config
+from unipelt_cli.errors import UserError
+
+GROUPS = config.groups()
+
+
+def test_groups_cover_the_paper():
+    assert set(GROUPS["task"]) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"}
+    assert {"k100", "k500", "k1000", "full"} <= set(GROUPS["budget"])
+    assert "finetune" in GROUPS["method"]
+    assert "minilm-l6" in GROUPS["backbone"]
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g, options in GROUPS.items() for o in options], ids=lambda x: str(x)
+)
+def test_every_yaml_composes(group, option):
+    cfg = config.compose([f"{group}={option}"])
+    node = cfg[group] if group in cfg else None
+    if node is not None and "name" in node:
+        assert node.name == option
+
+
+def test_defaults():
+    cfg = config.compose([])
+    assert (cfg.task.name, cfg.budget.k, cfg.method.name, cfg.backbone.name) == ("sst2", 100, "finetune", "minilm-l6")
+    assert cfg.data_seed == cfg.seed == 1
+    assert cfg.train.max_length == 128 and cfg.train.patience == 10
+
+
+def test_budget_values():
+    assert config.compose(["budget=k500"]).budget.k == 500
+    full = config.compose(["budget=full"]).budget
+    assert full.k is None
+
+
+def test_data_seed_follows_seed_unless_set():
+    assert config.compose(["seed=3"]).data_seed == 3
+    assert config.compose(["seed=3", "data_seed=7"]).data_seed == 7
+
+
+def test_env_sets_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNIPELT_GLUE_DIR", str(tmp_path))
+    assert config.compose([]).data.dir == str(tmp_path)
+    assert config.compose([f"data.dir={tmp_path}/x"]).data.dir == f"{tmp_path}/x"
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("train.lr=abc", "wrong type for train.lr"),
+        ("seed=x", "wrong type for seed"),
+        ("budget.k=many", "wrong type for budget.k"),
+        ("train.lrr=1", "unknown config key 'train.lrr'"),
+        ("+foo=1", "unknown config key 'foo'"),
+        ("task=sst3", "unknown task 'sst3': choose one of cola, mnli"),
+        ("budget=k50", "unknown budget 'k50'"),
+        ("method=lora2", "unknown method 'lora2'"),
+        ("train.precision=fp16", "train.precision=fp16 is not allowed"),
+        ("train.lr=0", "train.lr=0.0 must be > 0"),
+        ("budget.k=0", "budget.k=0 must be > 0"),
+        ("train.patience=-1", "train.patience=-1 must be >= 0"),
+        ("train.batch_size=0", "train.batch_size=0 must be > 0"),
+        ("runtime.device=tpu", "runtime.device=tpu is not allowed"),
+        ("task=sst2,rte", "give each key one value"),
+        ("notakeyvalue", "overrides look like key=value"),
+    ],
+)
+def test_bad_overrides_fail_at_compose_time(override, needle):
+    with pytest.raises(UserError) as err:
+        config.compose([override])
+    message = str(err.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_config_hash_ignores_bookkeeping_only():
+    base = config.config_hash(config.compose([]))
+    assert config.config_hash(config.compose(["runtime.threads=1"])) == base
+    assert config.config_hash(config.compose(["data.dir=/somewhere/else"])) == base
+    assert config.config_hash(config.compose(["seed=2"])) != base
+    assert config.config_hash(config.compose(["train.lr=1e-4"])) != base
+    assert config.config_hash(config.compose([])) == base  # stable across calls
+
+
+def test_conf_dir_found_from_checkout():
+    assert (config.conf_dir() / "config.yaml").is_file()

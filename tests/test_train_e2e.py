@@ -1,0 +1,122 @@
+"""A tiny random BERT trains and evaluates end to end through the CLI, in seconds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_overrides
+from typer.testing import CliRunner
+
+from unipelt_cli.cli import app
+
+REQUIRED = {
+    "schema_version",
+    "run_id",
+    "config_hash",
+    "task",
+    "method",
+    "budget",
+    "seed",
+    "data_seed",
+    "primary_metric",
+    "dev",
+    "test",
+    "history",
+    "trainable_params",
+    "total_params",
+    "train_seconds",
+    "eval_seconds",
+    "precision",
+    "provenance",
+    "selection_on_test",
+    "data",
+}
+
+
+def train(tmp_path, backbone, glue, *extra, outputs=None):
+    outputs = outputs or tmp_path / "out"
+    args = ["train", "--quiet", "--outputs", str(outputs), *tiny_overrides(backbone, glue, *extra)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    runs = sorted((outputs / "runs").iterdir())
+    return result, runs
+
+
+def load(run_dir):
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def test_tiny_run_writes_a_complete_run_folder(tmp_path, tiny_backbone, tiny_glue):
+    result, runs = train(tmp_path, tiny_backbone, tiny_glue)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.name.startswith("sst2-finetune-k100-s1-d1-")
+    assert {"config.yaml", "result.json", "status.json", "train.log"} <= {p.name for p in run.iterdir()}
+    data = load(run)
+    assert REQUIRED <= set(data)
+    assert data["budget"] == 40 and data["primary_metric"] == "accuracy"
+    assert data["data"]["train_size"] == 40 and data["data"]["dev_size"] == 24
+    assert data["data"]["selection_on_test"] is False
+    assert data["trainable_params"] == data["total_params"]  # finetune trains everything
+    assert len(data["history"]) == 3  # one evaluation per epoch, 40 rows / batch 8 = 5 steps each
+    assert data["dev"] == max((h["dev"] for h in data["history"]), key=lambda m: m["accuracy"])
+    assert 0 <= data["test"]["accuracy"] <= 100
+    assert json.loads((run / "status.json").read_text())["state"] == "done"
+    assert "test accuracy" in result.output
+    assert not (run / "weights.safetensors").exists()  # finetune keeps weights only when asked
+
+
+def test_same_seeds_give_identical_numbers(tmp_path, tiny_backbone, tiny_glue):
+    _, (a,) = train(tmp_path, tiny_backbone, tiny_glue, outputs=tmp_path / "a")
+    _, (b,) = train(tmp_path, tiny_backbone, tiny_glue, outputs=tmp_path / "b")
+    ra, rb = load(a), load(b)
+    assert ra["test"] == rb["test"] and ra["dev"] == rb["dev"]
+    assert [h["loss"] for h in ra["history"]] == [h["loss"] for h in rb["history"]]
+    _, (c,) = train(tmp_path, tiny_backbone, tiny_glue, "seed=2", outputs=tmp_path / "c")
+    assert load(c)["data"]["train_rows_hash"] != ra["data"]["train_rows_hash"]  # data_seed follows seed
+
+
+def test_finished_run_is_skipped_unless_forced(tmp_path, tiny_backbone, tiny_glue):
+    _, (run,) = train(tmp_path, tiny_backbone, tiny_glue)
+    before = (run / "result.json").stat().st_mtime_ns
+    again, _ = train(tmp_path, tiny_backbone, tiny_glue)
+    assert "already finished" in again.output
+    assert (run / "result.json").stat().st_mtime_ns == before
+    train(tmp_path, tiny_backbone, tiny_glue, "--force")
+    assert (run / "result.json").stat().st_mtime_ns != before
+
+
+def test_eval_reproduces_the_stored_metrics(tmp_path, tiny_backbone, tiny_glue):
+    _, (run,) = train(tmp_path, tiny_backbone, tiny_glue, "train.save_full_weights=true")
+    for split in ("test", "dev"):
+        out = CliRunner().invoke(app, ["eval", str(run), "--split", split, "--json"])
+        assert out.exit_code == 0, out.output
+        report = json.loads(out.output)
+        assert report["metrics"] == report["stored"]
+
+
+def test_regression_task(tmp_path, tiny_backbone, tiny_glue):
+    _, (run,) = train(tmp_path, tiny_backbone, tiny_glue, "task=stsb")
+    data = load(run)
+    assert data["primary_metric"] == "spearman"
+    assert {"spearman", "pearson"} <= set(data["test"])
+
+
+def test_full_budget_says_selection_used_the_test_split(tmp_path, tiny_backbone, tiny_glue):
+    _, (run,) = train(tmp_path, tiny_backbone, tiny_glue, "budget=full", "budget.k=null", "budget.dev_size=0")
+    data = load(run)
+    assert data["budget"] == "full" and data["data"]["selection_on_test"] is True
+    assert data["data"]["train_size"] == 80 and data["data"]["dev_size"] == 24
+
+
+def test_max_steps_wins_over_epochs(tmp_path, tiny_backbone, tiny_glue):
+    _, (run,) = train(tmp_path, tiny_backbone, tiny_glue, "train.max_steps=4", "train.eval_every=2")
+    data = load(run)
+    assert data["steps"] == 4 and [h["step"] for h in data["history"]] == [2, 4]
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_bf16_runs_and_is_recorded(tmp_path, tiny_backbone, tiny_glue, precision):
+    _, (run,) = train(tmp_path, tiny_backbone, tiny_glue, f"train.precision={precision}", "train.epochs=1")
+    assert load(run)["precision"] == "bf16"

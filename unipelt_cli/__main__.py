@@ -1,0 +1,3 @@
+from unipelt_cli.cli import main
+
+main()

@@ -1,0 +1,185 @@
+"""The `unipelt` command line. Typer owns argv; Hydra's compose API builds the config.
+
+Heavy imports (torch, transformers) happen inside the commands that need them, so `--help` and
+`ls` answer at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from unipelt_cli.errors import UserError
+
+app = typer.Typer(
+    name="unipelt",
+    help=(
+        "Run, compare and extend parameter-efficient tuning (UniPELT, adapters, prefix-tuning, LoRA, "
+        "BitFit, fine-tuning) on GLUE.\n\n"
+        "Examples:\n\n"
+        "  unipelt train task=sst2                      # fine-tune MiniLM on SST-2, K=100\n\n"
+        "  unipelt train task=rte budget=k500 seed=3    # another task, budget and seed\n\n"
+        "  unipelt train --cfg task=stsb train.lr=1e-4  # print the composed config only\n\n"
+        "  unipelt ls task                              # what can go after task=\n\n"
+        "  unipelt eval outputs/runs/<run>              # re-evaluate a finished run"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+OutputsOpt = Annotated[
+    Path | None,
+    typer.Option("--outputs", help="Folder of runs and caches [env: UNIPELT_OUTPUTS; default: ./outputs]"),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")]
+
+
+def user_errors(fn):
+    """A user mistake becomes one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(UserError.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _summary(result: dict, run_dir: Path) -> str:
+    metric = result["primary_metric"]
+    test, dev = result["test"][metric], result["dev"][metric]
+    extra = "".join(
+        f", {name.removeprefix('test_')} {m[metric]:.2f}"
+        for name, m in result.items()
+        if name.startswith("test_") and isinstance(m, dict)
+    )
+    budget = f"K={result['budget']}" if result["budget"] != "full" else "full data"
+    return (
+        f"{result['task']} {result['method']} {budget} seed {result['seed']}: "
+        f"test {metric} {test:.2f}{extra} (dev {dev:.2f} at step {result['best_step']}); "
+        f"train {result['train_seconds']:.1f}s, eval {result['eval_seconds']:.1f}s; {run_dir}"
+    )
+
+
+@app.command(
+    context_settings={"allow_extra_args": False},
+    epilog=(
+        "Examples: unipelt train task=sst2 | unipelt train task=rte budget=k500 seed=3 | "
+        "unipelt train task=mnli budget=full train.epochs=3 | unipelt train --cfg train.lr=1e-4"
+    ),
+)
+@user_errors
+def train(
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="Config overrides, key=value: task=rte budget=k500 seed=3 train.lr=1e-4 ..."),
+    ] = None,
+    cfg: Annotated[bool, typer.Option("--cfg", help="Print the composed config and exit.")] = False,
+    outputs: OutputsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Rerun even if this exact run already finished.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train one run: compose the config, train, select on dev, test, write outputs/runs/<run>/."""
+    from unipelt_cli import config as config_mod
+    from unipelt_cli import runs
+
+    composed = config_mod.compose(overrides or [])
+    if cfg:
+        typer.echo(config_mod.to_yaml(composed), nl=False)
+        return
+    out = runs.outputs_dir(outputs)
+    run_dir = out / "runs" / runs.run_name(composed, config_mod.config_hash(composed))
+    done = runs.read_result(run_dir)
+    if done is not None and not force:
+        typer.echo(f"already finished (use --force to rerun): {_summary(done, run_dir)}")
+        return
+    runs.prepare(run_dir)
+
+    from unipelt_cli.experiment import train_run
+    from unipelt_cli.progress import Reporter
+
+    reporter = Reporter(run_dir / runs.LOG_FILE, quiet=quiet, metric=composed.task.metric)
+    try:
+        result = train_run(composed, run_dir, out, reporter)
+    finally:
+        reporter.close()
+    line = _summary(result, run_dir)
+    Reporter(run_dir / runs.LOG_FILE, quiet=True).summary(line)
+    typer.echo(line)
+
+
+@app.command("eval", epilog="Example: unipelt eval outputs/runs/sst2-adapter-k100-s1-d1-0123abcd --split test")
+@user_errors
+def eval_cmd(
+    run_dir: Annotated[str, typer.Argument(help="A finished run's folder (or its name under <outputs>/runs).")],
+    split: Annotated[str, typer.Option("--split", help="dev (the selection split) or test.")] = "test",
+    outputs: OutputsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-evaluate a finished run from its saved weights on a freshly loaded backbone."""
+    from unipelt_cli import runs
+
+    if split not in ("dev", "test"):
+        raise UserError(f"--split {split} is not a split: use --split dev or --split test")
+    out = runs.outputs_dir(outputs)
+    folder = runs.find_run(run_dir, out)
+    runs.require_finished(folder)
+
+    from unipelt_cli.experiment import eval_run
+
+    metrics, stored = eval_run(folder, out, split)
+    if as_json:
+        typer.echo(json.dumps({"run": str(folder), "metrics": metrics, "stored": stored}, indent=2))
+        return
+    for name, values in metrics.items():
+        same = values == stored.get(name)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+        typer.echo(f"{name}: {shown} ({'identical to' if same else 'DIFFERS from'} the stored result)")
+
+
+@app.command("ls", epilog="Examples: unipelt ls | unipelt ls task | unipelt ls budget")
+@user_errors
+def ls_cmd(
+    group: Annotated[str | None, typer.Argument(help="A config group: task, budget, method ...")] = None,
+) -> None:
+    """List config groups and their options (what can go after group=)."""
+    from unipelt_cli.config import conf_dir, groups
+
+    known = groups()
+    if group is None:
+        for name, options in known.items():
+            typer.echo(f"{name}: {', '.join(options)}")
+        return
+    if group not in known:
+        raise UserError(f"unknown config group '{group}': choose one of {', '.join(known)}")
+    for option in known[group]:
+        typer.echo(f"{option:<22} {_first_comment(conf_dir() / group / f'{option}.yaml')}")
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and "@package" not in line:
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def main() -> None:
+    app(prog_name="unipelt")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

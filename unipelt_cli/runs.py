@@ -1,0 +1,101 @@
+"""Run folders: identity, naming, status and atomic result files.
+
+A run lives in `<outputs>/runs/<task>-<method>-<budget>-s<seed>-d<data_seed>-<hash8>/`:
+
+    config.yaml         the resolved config
+    status.json         running | done | failed | diverged, with pid, host, times, error
+    train.log           one line per evaluation
+    result.json         written atomically, only when the run succeeded
+    weights.safetensors the trained tensors (PELT: only what trained; finetune: when asked)
+
+`result.json` is the marker of a finished run: it appears in one rename, never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from unipelt_cli.errors import UserError
+
+SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+STATUS_FILE = "status.json"
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "train.log"
+
+
+def outputs_dir(path: str | os.PathLike | None) -> Path:
+    """--outputs, else $UNIPELT_OUTPUTS, else ./outputs."""
+    return Path(path or os.environ.get("UNIPELT_OUTPUTS") or "outputs").expanduser()
+
+
+def run_name(cfg, config_hash: str) -> str:
+    return f"{cfg.task.name}-{cfg.method.name}-{cfg.budget.name}-s{cfg.seed}-d{cfg.data_seed}-{config_hash[:8]}"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def prepare(run_dir: Path) -> None:
+    """Create the run folder, with a clear error when the outputs folder is not writable."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to {run_dir} ({exc.strerror}): pass a writable folder with --outputs DIR"
+        ) from None
+
+
+def write_status(run_dir: Path, state: str, **info) -> None:
+    data = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+    data.update(info)
+    write_json(run_dir / STATUS_FILE, data)
+
+
+def read_result(run_dir: Path) -> dict | None:
+    """The finished result, or None when the folder holds no (readable) result."""
+    try:
+        data = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "schema_version" in data else None
+
+
+def find_run(arg: str, outputs: Path) -> Path:
+    """RUN_DIR as a path, or as a run name under <outputs>/runs."""
+    for candidate in (Path(arg).expanduser(), outputs / "runs" / arg):
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"no run folder at {arg}: pass a folder under {outputs / 'runs'} (see: ls {outputs / 'runs'})")
+
+
+def require_finished(run_dir: Path) -> dict:
+    result = read_result(run_dir)
+    if result is None or not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(
+            f"{run_dir} is not a finished run (no readable {RESULT_FILE} and {CONFIG_FILE}): "
+            "pass the folder of a run that completed, or rerun it with unipelt train"
+        )
+    return result
