@@ -1,9 +1,11 @@
 """Tiny random backbones and batches for the PELT tests (no weights needed)."""
 
+import copy
 import itertools
 
 import torch
-from transformers import AutoModelForSequenceClassification, BertConfig
+from transformers import BertConfig
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
 from unipelt_cli.pelt import SUBMODULES, apply_pelt
 
@@ -21,9 +23,11 @@ COMBOS = [list(c) for n in range(1, len(NAMES) + 1) for c in itertools.combinati
 
 
 def tiny_model(impl: str = "eager", seed: int = 0, config=None):
+    """A random tiny model (default: BERT, hidden 32, 2 layers, 4 heads) using attention `impl`."""
     torch.manual_seed(seed)
-    config = config or BertConfig(**TINY)
-    return AutoModelForSequenceClassification.from_config(config, attn_implementation=impl).eval()
+    config = copy.deepcopy(config or BertConfig(**TINY))
+    config._attn_implementation = impl
+    return MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)](config).eval()
 
 
 def options(names, **overrides):

@@ -1,0 +1,57 @@
+"""Exact trainable-parameter counts on a BERT-base-shaped model (BertConfig() defaults, random weights)."""
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from unipelt_cli.pelt import apply_pelt, iter_gates, param_report
+from unipelt_cli.pelt.lora import LoRAOptions
+
+
+@pytest.fixture(scope="module")
+def bert_base_apl():
+    """BERT-base with A + P + L (per-matrix LoRA gates) + BitFit. Built on the meta device: shapes only."""
+    with torch.device("meta"):
+        model = BertForSequenceClassification(BertConfig(num_labels=2))
+    apply_pelt(model, {name: {"enabled": True} for name in ("adapter", "prefix", "lora", "bitfit")})
+    return model
+
+
+def test_bert_base_counts(bert_base_apl):
+    report = param_report(bert_base_apl)
+    assert report["adapter"] == {"params": 894_528, "gate_params": 12 * 769}
+    assert report["prefix"] == {"params": 9_857_024, "gate_params": 12 * 769, "fixed_vectors": 184_320}
+    assert report["lora"] == {"params": 294_912, "gate_params": 24 * 769}
+    assert report["bitfit"] == {"params": 102_912, "gate_params": 0}
+    assert report["gates"] == 48 * 769
+
+
+def test_bert_base_gates(bert_base_apl):
+    keys = [key for _, key, _ in iter_gates(bert_base_apl)]
+    assert keys.count("adapter") == keys.count("prefix") == keys.count("lora_q") == keys.count("lora_v") == 12
+    assert all(sum(p.numel() for p in gate.parameters()) == 769 for _, _, gate in iter_gates(bert_base_apl))
+
+
+def test_trainable_set_is_exactly_pelt_and_biases(bert_base_apl):
+    report = param_report(bert_base_apl)
+    head = sum(p.numel() for p in bert_base_apl.classifier.parameters())
+    pooler_weight = bert_base_apl.bert.pooler.dense.weight.numel()  # untouched by apply_pelt: still trainable
+    expected = sum(r["params"] + r["gate_params"] for k, r in report.items() if k != "gates")
+    trainable = sum(p.numel() for p in bert_base_apl.parameters() if p.requires_grad)
+    assert trainable == expected + head + pooler_weight
+
+
+def test_fixed_prefix_count():
+    with torch.device("meta"):
+        model = BertForSequenceClassification(BertConfig(num_labels=2))
+    apply_pelt(model, {"prefix": {"enabled": True, "gate": False}})
+    model.pelt["prefix"].fix()
+    assert param_report(model)["prefix"] == {"params": 184_320, "gate_params": 0, "fixed_vectors": 184_320}
+
+
+def test_lora_per_layer_gates_count():
+    with torch.device("meta"):
+        model = BertForSequenceClassification(BertConfig(num_labels=2))
+    apply_pelt(model, {"lora": LoRAOptions(enabled=True, gate_per="layer")})
+    assert param_report(model)["lora"] == {"params": 294_912, "gate_params": 12 * 769}
+    assert {key for _, key, _ in iter_gates(model)} == {"lora"}

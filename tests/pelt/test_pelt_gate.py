@@ -1,0 +1,84 @@
+"""The gate: formula, pooling, holding, and bounded statistics."""
+
+import math
+
+import torch
+
+from unipelt_cli.pelt.gate import Gate
+
+
+def test_gate_formula_and_pooling():
+    torch.manual_seed(0)
+    gate = Gate(8, "masked")
+    u = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    s = torch.sigmoid(u @ gate.linear.weight[0] + gate.linear.bias)  # (B, T): sigmoid first, then the mean
+    g = gate(u, mask)
+    assert g.shape == (2, 1, 1)
+    torch.testing.assert_close(g[:, 0, 0], torch.stack([s[0, :3].mean(), s[1].mean()]))
+    gate.pooling = "all"
+    torch.testing.assert_close(gate(u, mask)[:, 0, 0], s.mean(1))
+    torch.testing.assert_close(gate(u, None)[:, 0, 0], s.mean(1))
+
+
+def test_masked_pooling_ignores_padding_length():
+    torch.manual_seed(0)
+    gate = Gate(8, "masked")
+    u = torch.randn(1, 3, 8)
+    padded = torch.cat([u, torch.randn(1, 4, 8)], dim=1)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0, 0]])
+    torch.testing.assert_close(gate(padded, mask), gate(u, None))
+
+
+def test_init_starts_near_half():
+    torch.manual_seed(0)
+    gate = Gate(768)
+    assert sum(p.numel() for p in gate.parameters()) == 769
+    assert torch.all(gate.linear.bias == 0)
+    assert abs(gate.linear.weight.std().item() - 0.02) < 0.003
+    assert abs(gate(torch.randn(4, 7, 768)).mean().item() - 0.5) < 0.1
+
+
+def test_hold():
+    gate = Gate(8)
+    gate.hold(0.25)
+    assert torch.equal(gate(torch.randn(3, 4, 8)), torch.full((3, 1, 1), 0.25))
+    gate.hold(None)
+    assert not torch.equal(gate(torch.randn(3, 4, 8)), torch.full((3, 1, 1), 0.25))
+
+
+def test_stats_known_values_and_bounded_memory():
+    gate = Gate(4).eval()
+    u = torch.zeros(2, 3, 4)
+    assert gate.stats() == {"mean": None, "std": None, "n": 0}
+    gate(u)  # off: records nothing
+    assert gate.sums is None
+    gate.collecting = True
+    values = []
+    for value in [0.125, 0.25, 0.5, 0.875] * 250:  # 1000 batches of 2 examples (exact in float32)
+        gate.hold(value)
+        gate(u)
+        values += [value, value]
+    stats = gate.stats()
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    assert stats["n"] == 2000
+    assert math.isclose(stats["mean"], mean, rel_tol=1e-12)
+    assert math.isclose(stats["std"], std, rel_tol=1e-9)
+    assert gate.sums.shape == (3,)  # three numbers, however many batches
+    gate.train()
+    gate(u)  # training forwards never record
+    assert gate.stats()["n"] == 2000
+    gate.reset_stats()
+    assert gate.stats()["n"] == 0
+
+
+def test_stats_per_example():
+    gate = Gate(1).eval()
+    gate.collecting = True
+    with torch.no_grad():
+        gate.linear.weight.fill_(1.0)
+    x = torch.tensor([[[0.0], [0.0]], [[100.0], [100.0]]])  # example 0 -> 0.5, example 1 -> 1.0
+    gate(x)
+    stats = gate.stats()
+    assert stats["n"] == 2 and math.isclose(stats["mean"], 0.75) and math.isclose(stats["std"], 0.25)
