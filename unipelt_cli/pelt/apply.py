@@ -78,6 +78,7 @@ def apply_pelt(model: nn.Module, options: dict, gate_pooling: str = "masked") ->
     for name, opts in chosen:
         part = SUBMODULES[name].attach(model, arch, opts, root.ctx)
         root[name] = part.to(device=reference.device, dtype=reference.dtype)
+    root.train(model.training)  # new modules start in training mode; follow the model's mode
     model.base_model.register_forward_pre_hook(root.before_forward, with_kwargs=True)
 
 
