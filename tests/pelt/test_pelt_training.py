@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import (
     collect_gate_stats,
+    fix_prefix,
     gate_stats,
     iter_gates,
     load_pelt_state_dict,
@@ -107,7 +108,7 @@ def test_fixed_prefix_equals_mlp_form(batch):
     model = pelt_model(["prefix"])
     randomize(model)
     before = logits(model, batch)
-    model.pelt["prefix"].fix()
+    fix_prefix(model)
     assert not hasattr(model.pelt["prefix"], "mlp")
     assert torch.equal(logits(model, batch), before)
 

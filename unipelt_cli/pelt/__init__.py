@@ -15,6 +15,7 @@ import pkgutil
 from unipelt_cli.pelt.apply import (
     apply_pelt,
     collect_gate_stats,
+    fix_prefix,
     gate_stats,
     iter_gates,
     load_pelt_state_dict,
@@ -36,6 +37,7 @@ __all__ = [
     "SUBMODULES",
     "apply_pelt",
     "collect_gate_stats",
+    "fix_prefix",
     "gate_stats",
     "iter_gates",
     "load_pelt_state_dict",

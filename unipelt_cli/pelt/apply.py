@@ -6,6 +6,8 @@ about the pooler and the head); only the submodules' parameters and, with BitFit
 biases train.
 """
 
+from collections.abc import Mapping
+
 from torch import nn
 
 from unipelt_cli.errors import UserError
@@ -35,15 +37,15 @@ class PeltModules(nn.ModuleDict):
 
 
 def _chosen(options: dict) -> list[tuple[str, object]]:
-    """The enabled (name, Options) pairs, in registry order; dict values are turned into Options."""
+    """The enabled (name, Options) pairs, in registry order; mappings are turned into Options."""
     chosen = []
     for name, opts in options.items():
         if name not in SUBMODULES:
             raise UserError(f"unknown PELT submodule {name!r}: use one of {', '.join(SUBMODULES)}")
         cls = SUBMODULES[name].Options
-        if isinstance(opts, dict):
+        if isinstance(opts, Mapping):
             try:
-                opts = cls(**opts)
+                opts = cls(**dict(opts))
             except TypeError as e:
                 raise UserError(f"bad options for {name}: {e}: see conf/pelt/{name}.yaml for the keys") from None
         if not isinstance(opts, cls):
@@ -123,6 +125,12 @@ def load_pelt_state_dict(model: nn.Module, state: dict) -> None:
             )
     for key, target in targets.items():
         target.copy_(state[key])
+
+
+def fix_prefix(model: nn.Module) -> None:
+    """Run the prefix MLP once and keep its output as fixed vectors (no-op without prefix)."""
+    if "prefix" in _root(model):
+        _root(model)["prefix"].fix()
 
 
 def iter_gates(model: nn.Module) -> list[tuple[int, str, nn.Module]]:
