@@ -104,18 +104,22 @@ def test_malformed_tsv_names_file_and_line(tmp_path, tiny_backbone, tiny_glue):
 
 
 def test_hub_unreachable_without_data_dir(tmp_path, tiny_backbone, monkeypatch):
-    import unipelt_cli.data.glue as glue
-
-    def offline(spec):
-        raise glue.UserError(
-            f"could not load GLUE {spec.name} from the Hugging Face hub (offline): point at local files "
-            "with data.dir=PATH or UNIPELT_GLUE_DIR"
-        )
-
-    monkeypatch.setattr(glue, "_load_hub", offline)
+    # A closed local port stands in for an unreachable hub, whatever this machine's network.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.delenv("UNIPELT_GLUE_DIR", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     args = [a for a in tiny_overrides(tiny_backbone, tmp_path) if not a.startswith("data.dir")]
-    one_line_error(run("train", "-q", "--outputs", str(tmp_path / "o"), *args), "data.dir=PATH")
+    result = run("train", "-q", "--outputs", str(tmp_path / "o"), *args)
+    one_line_error(result, "could not load GLUE sst2 from the Hugging Face hub (127.0.0.1:9 unreachable")
+    assert "data.dir=PATH or UNIPELT_GLUE_DIR" in result.output
+
+
+def test_hub_backbone_unreachable(monkeypatch, tmp_path, tiny_glue):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    result = run("train", "-q", "--outputs", str(tmp_path / "o"), "backbone=bert-base-uncased", f"data.dir={tiny_glue}")
+    one_line_error(result, "could not load backbone 'google-bert/bert-base-uncased' from the Hugging Face hub")
 
 
 def test_backbone_path_that_is_not_a_model(tmp_path, tiny_glue):

@@ -47,6 +47,14 @@ def resolve_path(name_or_path: str) -> str:
                 "pass a folder written by save_pretrained, or a hub id"
             )
         return str(path)
+    from unipelt_cli.hub import unreachable_reason
+
+    reason = unreachable_reason()
+    if reason:
+        raise UserError(
+            f"could not load backbone '{name_or_path}' from the Hugging Face hub ({reason}): "
+            "pass a local model folder with backbone.name_or_path=PATH (or backbone=minilm-l6, which ships offline)"
+        )
     return name_or_path
 
 

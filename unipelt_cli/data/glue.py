@@ -196,9 +196,17 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
 def _load_hub(spec: TaskSpec) -> dict[str, Split]:
     """Download via `datasets`; hub label ids are already in ClassLabel order, which spec.labels follows."""
-    import datasets
+    from unipelt_cli.hub import unreachable_reason
 
     hub_id = f"{spec.hub_path}/{spec.hub_name}"
+    reason = unreachable_reason()
+    if reason:
+        raise UserError(
+            f"could not load GLUE {spec.name} from the Hugging Face hub ({reason}): "
+            f"point at local files with data.dir=PATH or UNIPELT_GLUE_DIR (classic GLUE TSV layout)"
+        )
+    import datasets
+
     try:
         ds = datasets.load_dataset(spec.hub_path, spec.hub_name)
     except _hub_errors() as e:
