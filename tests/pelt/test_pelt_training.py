@@ -65,7 +65,11 @@ def test_state_dict_round_trip(names, batch, tmp_path):
     freeze_head(model)  # so a fresh model built from the same seed has the same head
     train_steps(model, batch)
     expected = logits(model, batch)
-    save_file(pelt_state_dict(model), tmp_path / "pelt.safetensors")
+    state = pelt_state_dict(model)
+    save_file(state, tmp_path / "pelt.safetensors")
+    kept = {k: v.clone() for k, v in state.items()}
+    train_steps(model, batch, steps=1)  # training on leaves the returned state alone
+    assert all(torch.equal(state[k], kept[k]) for k in state)
     fresh = pelt_model(names, seed=7)
     assert not torch.equal(logits(fresh, batch), expected)
     load_pelt_state_dict(fresh, load_file(tmp_path / "pelt.safetensors"))

@@ -97,12 +97,18 @@ def param_report(model: nn.Module) -> dict:
     return report
 
 
-def pelt_state_dict(model: nn.Module) -> dict:
-    """The trained PELT tensors only, keyed by model name: `pelt.*` (prefix as fixed vectors) and BitFit biases."""
+def _live_state(model: nn.Module) -> dict:
+    """Like pelt_state_dict, but the tensors share storage with the model's."""
     state = {}
     for part in _root(model).values():
         state.update(part.saved_state())
     return state
+
+
+def pelt_state_dict(model: nn.Module) -> dict:
+    """Copies of the trained PELT tensors only, keyed by model name: `pelt.*` (prefix as fixed
+    vectors) and BitFit biases. Copies, so a best-so-far state kept in memory stays put."""
+    return {key: tensor.detach().clone() for key, tensor in _live_state(model).items()}
 
 
 def load_pelt_state_dict(model: nn.Module, state: dict) -> None:
@@ -110,7 +116,7 @@ def load_pelt_state_dict(model: nn.Module, state: dict) -> None:
     root = _root(model)
     for part in root.values():
         part.prepare_load()
-    targets = pelt_state_dict(model)  # now views of the live tensors
+    targets = _live_state(model)
     missing, unexpected = sorted(targets.keys() - state.keys()), sorted(state.keys() - targets.keys())
     if missing or unexpected:
         raise UserError(
