@@ -82,3 +82,25 @@ def test_stats_per_example():
     gate(x)
     stats = gate.stats()
     assert stats["n"] == 2 and math.isclose(stats["mean"], 0.75) and math.isclose(stats["std"], 0.25)
+
+
+def test_a_registered_gate_type_is_usable(monkeypatch, batch):
+    from pelt_helpers import logits, pelt_model, randomize
+
+    from unipelt_cli.pelt import GATES, iter_gates
+
+    class HalfGate(Gate):
+        """A gate type that always says 0.5 (it inherits hold and statistics from Gate)."""
+
+        def forward(self, u, mask=None):
+            return u.new_full((u.shape[0], 1, 1), 0.5)
+
+    monkeypatch.setitem(GATES, "half", HalfGate)
+    custom = pelt_model(["lora"], lora={"gate_type": "half"})
+    randomize(custom)
+    assert all(isinstance(g, HalfGate) for _, _, g in iter_gates(custom))
+    reference = pelt_model(["lora"])
+    reference.load_state_dict(custom.state_dict(), strict=False)
+    for _, _, gate in iter_gates(reference):
+        gate.hold(0.5)
+    torch.testing.assert_close(logits(custom, batch), logits(reference, batch), rtol=0, atol=0)

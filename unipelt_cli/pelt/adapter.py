@@ -1,4 +1,4 @@
-"""Bottleneck adapter, Pfeiffer placement after the FFN, gated (Mao et al. 2022, section 3.1).
+"""Bottleneck adapter, Pfeiffer placement after the FFN, gated (UniPELT, Mao et al. ACL 2022; Pfeiffer et al. 2021).
 
     h  = FFN output before residual and LayerNorm      a = attention-block output
     LN = the layer's own pretrained output LayerNorm (frozen), used twice as in the original

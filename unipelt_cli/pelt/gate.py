@@ -1,4 +1,4 @@
-"""The UniPELT gate (Mao et al. 2022, section 3.2): one per layer and submodule, one scalar per example.
+"""The UniPELT gate (Mao et al. ACL 2022, arXiv 2110.07577): one per layer and submodule, one scalar per example.
 
     G(u) = mean over tokens t of sigmoid(w . u_t + b)      u: (B, T, d)  ->  G(u): (B, 1, 1)
     w ~ N(0, 0.02), b = 0, so every gate starts near 0.5   (d + 1 parameters)
@@ -26,7 +26,9 @@ GATES: dict[str, type[nn.Module]] = {}
 
 
 def register_gate(name: str):
-    """Class decorator: a gate class built as `cls(dim, pooling)`, called as `gate(u, mask)`."""
+    """Class decorator: a gate class built as `cls(dim, pooling)`, called as `gate(u, mask)` -> (B, 1, 1).
+
+    Subclass Gate to inherit `hold` and the statistics (`collecting`, `stats`, `reset_stats`)."""
 
     def add(cls):
         GATES[name] = cls

@@ -1,4 +1,4 @@
-"""LoRA on self-attention projections, optionally gated (Mao et al. 2022, section 3.1; Hu et al. 2021).
+"""LoRA on self-attention projections, optionally gated (UniPELT; Hu et al. 2021).
 
     for each target projection W (query and value by default), x: (B, T, d_in)
     ungated:  W x + (alpha / r) B A x        A: (r, d_in) kaiming-uniform(a = sqrt 5), B: (d_out, r) = 0

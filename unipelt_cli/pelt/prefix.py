@@ -1,4 +1,4 @@
-"""Prefix-tuning in encoder self-attention, reparameterised and gated (Mao et al. 2022, section 3.1).
+"""Prefix-tuning in encoder self-attention, reparameterised and gated (UniPELT; Li & Liang 2021).
 
     E     = Embedding(L, d)                                   L = 10 prefix positions
     P_all = Linear(m -> 2 n d)(tanh(Linear(d -> m)(E)))       one MLP for all n layers, m = 512
