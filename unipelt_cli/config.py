@@ -95,13 +95,16 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # PELT submodules: {gate_pooling, <name>: <that submodule's Options>}; typed from the registry
+    # (unipelt_cli/pelt) and conf/pelt/<name>.yaml when the schema is registered.
+    pelt: Any = None
     seed: int = 1
     data_seed: int = 1
 
 
 CHOICES = {
     "backbone.attn_implementation": ("sdpa", "eager"),
-    "head.pooling": ("pooler", "cls", "mean"),
+    "head.pooling": ("pooler", "cls", "mean"),  # see unipelt_cli/head.py
     "train.optimizer": ("adamw",),
     "train.precision": ("fp32", "bf16", "auto"),
     "runtime.device": ("auto", "cpu", "cuda"),
@@ -132,7 +135,7 @@ def groups() -> dict[str, list[str]]:
     """Config groups and their options, read from the folder layout (no Hydra needed)."""
     root = conf_dir()
     out = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in NOT_GROUPS):
         out[sub.name] = [p.stem for p in sorted(sub.glob("*.yaml"), key=_option_order)]
     return out
 
@@ -143,10 +146,33 @@ def _option_order(path: Path) -> tuple:
     return (int(m.group(1)) if m else float("inf"), path.stem)
 
 
+# conf/ folders that are not selectable groups: conf/pelt holds each submodule's default options.
+NOT_GROUPS = ("pelt",)
+
+
+def pelt_schema():
+    """{gate_pooling, <submodule>: Options typed by its dataclass, valued by conf/pelt/<name>.yaml}."""
+    from omegaconf import OmegaConf
+
+    from unipelt_cli.pelt import SUBMODULES
+
+    node = {"gate_pooling": "masked"}  # masked: real tokens only; all: every padded position
+    for name, part in SUBMODULES.items():
+        typed = OmegaConf.structured(part.Options)
+        defaults = conf_dir() / "pelt" / f"{name}.yaml"
+        if defaults.is_file():
+            typed = OmegaConf.merge(typed, OmegaConf.load(defaults))
+        node[name] = typed
+    return node
+
+
 def _register_schema() -> None:
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
-    ConfigStore.instance().store(name="unipelt_schema", node=Config)
+    schema = OmegaConf.structured(Config)
+    schema.pelt = pelt_schema()
+    ConfigStore.instance().store(name="unipelt_schema", node=schema)
 
 
 def _check_group_choices(overrides: list[str]) -> None:
@@ -213,8 +239,10 @@ def _reject_unknown_keys(cfg) -> None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    schema = OmegaConf.structured(Config)
+    schema.pelt = pelt_schema()
     try:
-        OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.to_container(cfg))
+        OmegaConf.merge(schema, OmegaConf.to_container(cfg))
     except OmegaConfBaseException as exc:
         raise UserError(_explain(exc)) from None
 
@@ -243,6 +271,31 @@ def validate(cfg) -> None:
     if not 0 <= cfg.train.warmup_ratio < 1:
         raise UserError(f"train.warmup_ratio={cfg.train.warmup_ratio} must be in [0, 1): e.g. 0.06")
     task_spec(cfg)
+    enabled = [name for name, opts in pelt_options(cfg).items() if opts.enabled]
+    if cfg.method.finetune and enabled:
+        raise UserError(
+            f"method {cfg.method.name} fine-tunes every weight, so PELT submodules ({', '.join(enabled)}) "
+            "make no sense: "
+            "pick a PELT method (method=unipelt_apl, adapter, ...) or drop the pelt.*.enabled overrides"
+        )
+    if not cfg.method.finetune and not enabled:
+        raise UserError(
+            f"method {cfg.method.name} enables no PELT submodule, so only the head would train: "
+            "enable one (e.g. pelt.adapter.enabled=true) or use method=finetune"
+        )
+
+
+def pelt_options(cfg) -> dict:
+    """{name: Options dataclass} for every registered submodule; Options validate their values."""
+    from omegaconf import OmegaConf
+
+    from unipelt_cli.pelt import GATE_POOLING, SUBMODULES
+
+    if cfg.pelt.gate_pooling not in GATE_POOLING:
+        raise UserError(
+            f"pelt.gate_pooling={cfg.pelt.gate_pooling} is not allowed: choose one of {', '.join(GATE_POOLING)}"
+        )
+    return {name: SUBMODULES[name].Options(**OmegaConf.to_container(cfg.pelt[name])) for name in SUBMODULES}
 
 
 def task_spec(cfg):

@@ -14,16 +14,18 @@ from pathlib import Path
 import torch
 
 from unipelt_cli import config as config_mod
-from unipelt_cli import runs
+from unipelt_cli import pelt, runs
 from unipelt_cli.data.encode import Encoded, encode
 from unipelt_cli.data.glue import load_task
 from unipelt_cli.data.kshot import kshot_indices, rows_hash
 from unipelt_cli.errors import UserError
+from unipelt_cli.head import set_pooling
 from unipelt_cli.model import (
     WEIGHTS_FILE,
     BackboneArgs,
     count_params,
     load_backbone,
+    load_state,
     load_tokenizer,
     load_weights,
     resolve_path,
@@ -97,6 +99,7 @@ def prepare_data(cfg, spec, tokenizer, cache_dir: Path) -> Data:
 
 
 def build_model(cfg, spec):
+    """Backbone + head pooling + PELT submodules, with exactly the method's tensors trainable."""
     model = load_backbone(
         BackboneArgs(
             name_or_path=cfg.backbone.name_or_path,
@@ -105,8 +108,90 @@ def build_model(cfg, spec):
             trust_remote_code=cfg.backbone.trust_remote_code,
         )
     )
+    set_pooling(model, cfg.head.pooling)
     set_trainable(model, finetune=cfg.method.finetune, train_pooler=cfg.head.train_pooler)
+    if not cfg.method.finetune:
+        pelt.apply_pelt(model, config_mod.pelt_options(cfg), cfg.pelt.gate_pooling)
     return model
+
+
+def is_pelt(model) -> bool:
+    return hasattr(model, "pelt")
+
+
+def saved_tensors(model) -> dict[str, torch.Tensor]:
+    """What a run keeps: PELT tensors (prefix as fixed vectors) plus the trained head; or everything."""
+    if not is_pelt(model):
+        return trained_state(model)
+    pelt.fix_prefix(model)
+    state = {k: v.detach().clone() for k, v in pelt.pelt_state_dict(model).items()}
+    for name, p in model.named_parameters():
+        if p.requires_grad and not name.startswith("pelt.") and name not in state:
+            state[name] = p.detach().clone()
+    return state
+
+
+def load_saved_tensors(model, path: Path) -> None:
+    if not is_pelt(model):
+        load_weights(model, path)
+        return
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    pelt.fix_prefix(model)
+    pelt_keys = set(pelt.pelt_state_dict(model))
+    pelt.load_pelt_state_dict(model, {k: v for k, v in state.items() if k in pelt_keys})
+    load_state(model, {k: v for k, v in state.items() if k not in pelt_keys}, path)
+
+
+def param_breakdown(model) -> dict:
+    """Parameter accounting, as the paper counts it and as the optimiser sees it.
+
+    trainable: tensors the optimiser updates (prefix: its training-time MLP).
+    stored: tensors the method needs at inference and saves (prefix: the fixed vectors) -- the
+      paper's count; percent is stored / backbone (the pretrained model with its task head).
+    submodules: per PELT submodule, gates apart; head: classifier (+ pooler when it trains).
+    """
+    trainable, total = count_params(model)
+    report = {"trainable": trainable, "stored": trainable, "backbone": total}
+    if is_pelt(model):
+        parts = pelt.param_report(model)
+        report["submodules"] = {k: v for k, v in parts.items() if k != "gates"}
+        report["gates"] = parts["gates"]
+        pelt_total = sum(v["params"] + v["gate_params"] for v in report["submodules"].values())
+        added = sum(p.numel() for n, p in model.named_parameters() if n.startswith("pelt."))
+        report["backbone"] = total - added
+        report["head"] = trainable - pelt_total
+        prefix = report["submodules"].get("prefix")
+        if prefix:
+            report["stored"] = trainable - prefix["params"] + prefix["fixed_vectors"]
+    report["percent"] = round(100.0 * report["stored"] / report["backbone"], 4)
+    return report
+
+
+def describe_params(report: dict) -> str:
+    text = f"trainable parameters {report['stored']:,} ({report['percent']:.2f}% of {report['backbone']:,})"
+    if "submodules" in report:
+        parts = [f"{name} {v.get('fixed_vectors', v['params']):,}" for name, v in report["submodules"].items()]
+        text += f": {', '.join(parts)}, gates {report['gates']:,}, head {report['head']:,}"
+        if report["trainable"] != report["stored"]:
+            text += f"; {report['trainable']:,} while training (prefix MLP)"
+    return text
+
+
+def evaluate_with_gates(model, encs: dict[str, Encoded], args) -> tuple[dict, dict]:
+    """Metrics per split and, where the model has gates, mean/std of every gate per split."""
+    metrics, stats = {}, {}
+    gated = is_pelt(model) and bool(pelt.iter_gates(model))
+    for name, enc in encs.items():
+        if gated:
+            pelt.reset_gate_stats(model)
+            pelt.collect_gate_stats(model, True)
+        metrics[name] = evaluate(model, enc, args)
+        if gated:
+            pelt.collect_gate_stats(model, False)
+            stats[name] = {str(layer): v for layer, v in pelt.gate_stats(model).items()}
+    return metrics, stats
 
 
 def loop_args(cfg, spec, device: torch.device) -> LoopArgs:
@@ -151,14 +236,16 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:
     runs.write_status(run_dir, "running", started=time.time())
     try:
         spec, data, model, args = setup(cfg, outputs)
-        trainable, total = count_params(model)
-        reporter.start(run_dir, trainable, total, data.info, args)
+        params = param_breakdown(model)
+        reporter.start(run_dir, describe_params(params), data.info, args)
         loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation)
         t0 = time.perf_counter()
-        tests = {name: evaluate(model, enc, args) for name, enc in data.tests.items()}
+        weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
+        tests, gates = evaluate_with_gates(model, {"dev": data.dev, **data.tests}, args)
+        tests.pop("dev")
         test_seconds = time.perf_counter() - t0
-        if not cfg.method.finetune or cfg.train.save_full_weights:
-            save_weights(trained_state(model), run_dir / WEIGHTS_FILE)
+        if weights is not None:
+            save_weights(weights, run_dir / WEIGHTS_FILE)
     except Diverged as exc:
         runs.write_status(run_dir, "diverged", error=str(exc), finished=time.time())
         raise UserError(f"run diverged ({exc}): lower train.lr or try train.precision=fp32") from None
@@ -187,9 +274,12 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:
         "epochs_run": loop.epochs_run,
         "stopped_early": loop.stopped_early,
         "history": loop.history,
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_percent": round(100.0 * trainable / total, 4),
+        "trainable_params": params["stored"],
+        "total_params": params["backbone"],
+        "trainable_percent": params["percent"],
+        "params": params,
+        "pelt": pelt_summary(cfg),
+        "gates": gates,
         "train_seconds": round(loop.train_seconds, 3),
         "eval_seconds": round(loop.eval_seconds + test_seconds, 3),
         "precision": "bf16" if args.bf16 else "fp32",
@@ -200,6 +290,15 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:
     runs.write_json(run_dir / runs.RESULT_FILE, result)
     runs.write_status(run_dir, "done", finished=time.time())
     return result
+
+
+def pelt_summary(cfg) -> dict:
+    """The enabled submodules with their options, and the gate pooling: what the method really was."""
+    if cfg.method.finetune:
+        return {}
+    options = config_mod.to_dict(cfg)["pelt"]
+    enabled = {name: opts for name, opts in options.items() if isinstance(opts, dict) and opts.get("enabled")}
+    return {"gate_pooling": options["gate_pooling"], "submodules": enabled}
 
 
 def eval_run(run_dir: Path, outputs: Path, split: str) -> tuple[dict, dict]:
@@ -214,7 +313,7 @@ def eval_run(run_dir: Path, outputs: Path, split: str) -> tuple[dict, dict]:
         )
     cfg = OmegaConf.load(run_dir / runs.CONFIG_FILE)
     spec, data, model, args = setup(cfg, outputs)
-    load_weights(model, run_dir / WEIGHTS_FILE)
+    load_saved_tensors(model, run_dir / WEIGHTS_FILE)
     if split == "dev":
         return {"dev": evaluate(model, data.dev, args)}, {"dev": stored["dev"]}
     metrics = {name: evaluate(model, enc, args) for name, enc in data.tests.items()}

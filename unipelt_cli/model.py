@@ -177,11 +177,14 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
 def load_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
-    state = load_file(str(path))
-    params = dict(model.named_parameters())
-    unknown = sorted(set(state) - set(params))
+    load_state(model, load_file(str(path)), path)
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy saved tensors into the model's parameters; every saved name must exist in the model."""
+    unknown = sorted(set(state) - set(dict(model.named_parameters())))
     if unknown:
         raise UserError(
-            f"{path} holds tensors this model does not have ({unknown[:3]}...): the run's config and weights disagree"
+            f"{path} holds tensors this model does not have ({unknown[:3]}): the run's config and weights disagree"
         )
     restore_state(model, state)

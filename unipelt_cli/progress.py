@@ -30,10 +30,10 @@ class Reporter:
             else:
                 print(text, file=sys.stderr, flush=True)
 
-    def start(self, run_dir: Path, trainable: int, total: int, info: dict, args) -> None:
+    def start(self, run_dir: Path, params: str, info: dict, args) -> None:
         self._line(f"run {run_dir}")
+        self._line(params)
         self._line(
-            f"trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%); "
             f"train {info['train_size']}, dev {info['dev_size']}, test {info['test_sizes']}; "
             f"{'bf16' if args.bf16 else 'fp32'} on {args.device}"
         )

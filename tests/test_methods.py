@@ -1,0 +1,74 @@
+"""Every method preset trains end to end on a tiny model, saves only what it trained, and
+`unipelt eval` rebuilds it on a fresh backbone with the identical test metric."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_overrides
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from unipelt_cli import config
+from unipelt_cli.cli import app
+
+METHODS = config.groups()["method"]
+PAPER_METHODS = {
+    "finetune", "bitfit", "adapter", "prefix", "lora",
+    "unipelt_ap", "unipelt_apl", "unipelt_ap_nogate", "unipelt_apl_nogate",
+}  # fmt: skip
+
+
+def test_presets_cover_the_paper():
+    assert PAPER_METHODS <= set(METHODS)
+
+
+@pytest.mark.parametrize("method", sorted(PAPER_METHODS - {"finetune"}))
+def test_preset_composition(method):
+    cfg = config.compose([f"method={method}"])
+    opts = config.pelt_options(cfg)
+    enabled = {name for name, o in opts.items() if o.enabled}
+    letters = {"adapter": "a", "prefix": "p", "lora": "l"}
+    if method.startswith("unipelt"):
+        want = {name for name, c in letters.items() if c in method.split("_")[1]}
+        assert enabled == want
+        assert all(opts[name].gate == ("nogate" not in method) for name in enabled)
+    else:
+        assert enabled == {method}
+        assert all(getattr(opts[name], "gate", False) is False for name in enabled)  # baselines: no gate
+    assert not cfg.method.finetune
+
+
+def run(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize("method", sorted(PAPER_METHODS - {"finetune"}))
+def test_method_trains_saves_and_reloads(tmp_path, tiny_backbone, tiny_glue, method):
+    out = tmp_path / "out"
+    run("train", "-q", "--outputs", out, *tiny_overrides(tiny_backbone, tiny_glue, f"method={method}"))
+    (run_dir,) = (out / "runs").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["method"] == method
+    params = result["params"]
+    saved = load_file(str(run_dir / "weights.safetensors"))
+    assert sum(t.numel() for t in saved.values()) == params["stored"] == result["trainable_params"]
+    pelt_keys = {k for k in saved if k.startswith("pelt.")}
+    head_keys = {k for k in saved if k.startswith(("classifier.", "bert.pooler."))}
+    bias_keys = set(saved) - pelt_keys - head_keys
+    assert {k.split(".")[1] for k in pelt_keys} == set(result["pelt"]["submodules"]) - {"bitfit"}
+    assert "classifier.weight" in saved and "classifier.bias" in saved
+    assert all(k.endswith("bias") for k in bias_keys) and bool(bias_keys) == (method == "bitfit")
+    if "prefix" in result["pelt"]["submodules"]:
+        assert not any("mlp" in k or "embedding" in k for k in pelt_keys)  # saved as fixed vectors
+    gated = [n for n, o in result["pelt"]["submodules"].items() if o.get("gate")]
+    if gated:
+        layer0 = result["gates"]["test"]["0"]
+        assert all(0 < v["mean"] < 1 and v["n"] == 24 for v in layer0.values())
+    else:
+        assert result["gates"] == {}
+    report = json.loads(run("eval", run_dir, "--json").output)
+    assert report["metrics"]["test"] == result["test"]
