@@ -1,6 +1,7 @@
 import pytest
 import torch
-from pelt_helpers import make_batch
+
+from .pelt_helpers import make_batch
 
 
 @pytest.fixture(autouse=True)

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from pelt_helpers import NAMES, TINY, logits, options, pelt_model, randomize, tiny_model
 from transformers import DebertaV2Config, DistilBertConfig, ElectraConfig, GPT2Config, RobertaConfig
 
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import apply_pelt, pelt_state_dict
+
+from .pelt_helpers import NAMES, TINY, logits, options, pelt_model, randomize, tiny_model
 
 FAMILIES = {
     "roberta": RobertaConfig(**TINY),

@@ -85,9 +85,9 @@ def test_stats_per_example():
 
 
 def test_a_registered_gate_type_is_usable(monkeypatch, batch):
-    from pelt_helpers import logits, pelt_model, randomize
-
     from unipelt_cli.pelt import GATES, iter_gates
+
+    from .pelt_helpers import logits, pelt_model, randomize
 
     class HalfGate(Gate):
         """A gate type that always says 0.5 (it inherits hold and statistics from Gate)."""

@@ -5,9 +5,10 @@ import math
 
 import pytest
 import torch
-from pelt_helpers import COMBOS, logits, pelt_model, randomize, tiny_model
 
 from unipelt_cli.pelt import iter_gates
+
+from .pelt_helpers import COMBOS, logits, pelt_model, randomize, tiny_model
 
 
 def hold(model, value):

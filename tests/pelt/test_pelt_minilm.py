@@ -4,11 +4,12 @@ import copy
 
 import pytest
 import torch
-from pelt_helpers import COMBOS
 from transformers import AutoModelForSequenceClassification
 
 from unipelt_cli.pelt import apply_pelt, param_report
 from unipelt_cli.pelt.registry import SUBMODULES
+
+from .pelt_helpers import COMBOS
 
 
 def test_every_combination_on_minilm_in_both_attention_modes():

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-from pelt_helpers import NAMES, logits, pelt_model, randomize, tiny_model
 from safetensors.torch import load_file, save_file
 
 from unipelt_cli.errors import UserError
@@ -18,6 +17,8 @@ from unipelt_cli.pelt import (
     pelt_state_dict,
     reset_gate_stats,
 )
+
+from .pelt_helpers import NAMES, logits, pelt_model, randomize, tiny_model
 
 # every registered submodule alone, then all of them together: a new submodule is tested on arrival
 EACH_AND_ALL = [[name] for name in NAMES] + [NAMES]
