@@ -277,9 +277,11 @@ def test_split_subset_and_sha(tmp_path):
 
 
 def fake_datasets(monkeypatch, load):
+    """Stand in for `datasets` and for a reachable hub (the reachability probe is tested in test_cli)."""
     mod = types.ModuleType("datasets")
     mod.load_dataset = load
     monkeypatch.setitem(sys.modules, "datasets", mod)
+    monkeypatch.setattr("unipelt_cli.hub.unreachable_reason", lambda timeout=3.0: None)
 
 
 def test_hub_maps_columns_and_splits(monkeypatch):
