@@ -51,7 +51,7 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path, tiny_backbone, tiny_glu
     result, runs = train(tmp_path, tiny_backbone, tiny_glue)
     assert len(runs) == 1
     run = runs[0]
-    assert run.name.startswith("sst2-finetune-k100-s1-d1-")
+    assert run.name.startswith("sst2-finetune-k40-s1-d1-")
     assert {"config.yaml", "result.json", "status.json", "train.log"} <= {p.name for p in run.iterdir()}
     data = load(run)
     assert REQUIRED <= set(data)

@@ -66,7 +66,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where the CPU/GPU runs it natively)
     max_length: int = 128
-    eval_batch_size: int = 128
+    eval_batch_size: int = 32  # small batches are faster on CPU (cache), and cheap on GPU
     save_full_weights: bool = False  # finetune: keep the full model's weights (large)
 
 
