@@ -72,3 +72,27 @@ def test_method_trains_saves_and_reloads(tmp_path, tiny_backbone, tiny_glue, met
         assert result["gates"] == {}
     report = json.loads(run("eval", run_dir, "--json").output)
     assert report["metrics"]["test"] == result["test"]
+
+
+@pytest.mark.parametrize("method,pooling", [("lora", "mean"), ("bitfit", "pooler")])
+def test_export_merges_into_a_plain_model(tmp_path, tiny_backbone, tiny_glue, method, pooling):
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "out"
+    run("train", "-q", "--outputs", out,
+        *tiny_overrides(tiny_backbone, tiny_glue, f"method={method}", f"head.pooling={pooling}"))  # fmt: skip
+    (run_dir,) = (out / "runs").iterdir()
+    message = run("export", run_dir, "--out", tmp_path / "exported").output
+    diff = float(message.rsplit(": ", 1)[1].rstrip(")\n"))
+    assert diff < 1e-5, message
+    if pooling == "pooler":  # a plain transformers load gives the same model
+        AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "exported"))
+
+
+def test_export_refuses_what_cannot_be_merged(tmp_path, tiny_backbone, tiny_glue):
+    out = tmp_path / "out"
+    run("train", "-q", "--outputs", out, *tiny_overrides(tiny_backbone, tiny_glue, "method=unipelt_apl"))
+    (run_dir,) = (out / "runs").iterdir()
+    result = CliRunner().invoke(app, ["export", str(run_dir)])
+    assert result.exit_code == 2
+    assert "cannot be merged into the backbone's weights" in result.output

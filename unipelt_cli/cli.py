@@ -26,7 +26,8 @@ app = typer.Typer(
         "  unipelt train task=rte budget=k500 seed=3    # another task, budget and seed\n\n"
         "  unipelt train --cfg task=stsb train.lr=1e-4  # print the composed config only\n\n"
         "  unipelt ls task                              # what can go after task=\n\n"
-        "  unipelt eval outputs/runs/<run>              # re-evaluate a finished run"
+        "  unipelt eval outputs/runs/<run>              # re-evaluate a finished run\n\n"
+        "  unipelt export outputs/runs/<run>            # merge LoRA/BitFit into a plain HF model"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -149,6 +150,27 @@ def eval_cmd(
         same = values == stored.get(name)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
         typer.echo(f"{name}: {shown} ({'identical to' if same else 'DIFFERS from'} the stored result)")
+
+
+@app.command("export", epilog="Example: unipelt export outputs/runs/sst2-lora-k100-s1-d1-0123abcd --out my-model")
+@user_errors
+def export_cmd(
+    run_dir: Annotated[str, typer.Argument(help="A finished run (ungated LoRA, BitFit, or saved fine-tuning).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Folder to write [default: RUN_DIR/export].")] = None,
+    outputs: OutputsOpt = None,
+) -> None:
+    """Merge a run's LoRA/BitFit tensors into the backbone and save a plain Hugging Face model folder."""
+    from unipelt_cli import runs
+
+    out_dir = runs.outputs_dir(outputs)
+    folder = runs.find_run(run_dir, out_dir)
+    runs.require_finished(folder)
+
+    from unipelt_cli.export import export_run
+
+    target = out or folder / "export"
+    diff = export_run(folder, target, out_dir)
+    typer.echo(f"exported {folder.name} to {target} (max |logit difference| after reload: {diff:.2e})")
 
 
 @app.command("ls", epilog="Examples: unipelt ls | unipelt ls task | unipelt ls budget")

@@ -194,7 +194,7 @@ def evaluate_with_gates(model, encs: dict[str, Encoded], args) -> tuple[dict, di
     return metrics, stats
 
 
-def loop_args(cfg, spec, device: torch.device) -> LoopArgs:
+def loop_args(cfg, spec, device: torch.device, pad_id: int = 0) -> LoopArgs:
     t = cfg.train
     return LoopArgs(
         lr=t.lr,
@@ -212,6 +212,7 @@ def loop_args(cfg, spec, device: torch.device) -> LoopArgs:
         seed=cfg.seed,
         device=device,
         bf16=use_bf16(t.precision, device),
+        pad_id=pad_id,
     )
 
 
@@ -226,7 +227,7 @@ def setup(cfg, outputs: Path):
     data = prepare_data(cfg, spec, tokenizer, cache_dir)
     seed_everything(cfg.seed)
     model = build_model(cfg, spec).to(device)
-    return spec, data, model, loop_args(cfg, spec, device)
+    return spec, data, model, loop_args(cfg, spec, device, tokenizer.pad_token_id or 0)
 
 
 def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:

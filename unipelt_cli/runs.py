@@ -34,7 +34,8 @@ def outputs_dir(path: str | os.PathLike | None) -> Path:
 
 
 def run_name(cfg, config_hash: str) -> str:
-    return f"{cfg.task.name}-{cfg.method.name}-{cfg.budget.name}-s{cfg.seed}-d{cfg.data_seed}-{config_hash[:8]}"
+    budget = "full" if cfg.budget.k is None else f"k{cfg.budget.k}"  # the real K, even when overridden
+    return f"{cfg.task.name}-{cfg.method.name}-{budget}-s{cfg.seed}-d{cfg.data_seed}-{config_hash[:8]}"
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -45,6 +45,7 @@ class LoopArgs:
     seed: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
+    pad_id: int = 0  # the tokenizer's padding id (BERT 0, RoBERTa 1)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def predict(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
     """
     model.eval()
     out = np.zeros(len(enc), dtype=np.float32 if args.regression else np.int64)
-    for idx, batch in batches(enc, args.eval_batch_size, shuffle=False, by_length=True):
+    for idx, batch in batches(enc, args.eval_batch_size, shuffle=False, by_length=True, pad_id=args.pad_id):
         batch = {k: v.to(args.device) for k, v in batch.items() if k != "labels"}
         with autocast(args.device, args.bf16):
             logits = model(**batch).logits.float()
@@ -136,7 +137,9 @@ def fit(
     t0, eval_seconds = time.perf_counter(), 0.0
     while step < steps and not stopped_early:
         model.train()
-        for _, batch in batches(train, args.batch_size, shuffle=True, seed=args.seed * 100_003 + epoch):
+        for _, batch in batches(
+            train, args.batch_size, shuffle=True, seed=args.seed * 100_003 + epoch, pad_id=args.pad_id
+        ):
             batch = {k: v.to(args.device) for k, v in batch.items()}
             labels = batch.pop("labels")
             with autocast(args.device, args.bf16):
