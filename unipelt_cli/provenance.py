@@ -47,7 +47,9 @@ def git_commit() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return f"{sha}{'-dirty' if dirty else ''}" if sha else None
+    if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+        return None  # not a git checkout with history (e.g. a copied tree)
+    return f"{sha}{'-dirty' if dirty else ''}"
 
 
 def device_name(device) -> str:
