@@ -199,6 +199,20 @@ def _first_comment(path: Path) -> str:
     return ""
 
 
+def _load_commands() -> None:
+    """Import every module in unipelt_cli/commands: each registers one more command on `app`."""
+    import importlib
+    import pkgutil
+
+    from unipelt_cli import commands
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"{commands.__name__}.{module}")
+
+
+_load_commands()
+
+
 def main() -> None:
     app(prog_name="unipelt")
 
