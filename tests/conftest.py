@@ -72,6 +72,15 @@ def write_tiny_glue(root: Path, n_train: int = 80, n_dev: int = 24) -> Path:
             a, b = rng.sample(WORDS_POS + WORDS_NEG, 2)
             lines.append(f"{i}\tmain\tf\t2012\t{i}\ts\ts\ta {a} day\ta {b} day\t{score}")
         (sts / name).write_text("\n".join(lines) + "\n")
+    mnli = root / "MNLI"
+    mnli.mkdir(parents=True, exist_ok=True)
+    labels = ["entailment", "neutral", "contradiction"]
+    for name, n in (("train.tsv", n_train), ("dev_matched.tsv", n_dev), ("dev_mismatched.tsv", n_dev // 2)):
+        lines = ["index\tsentence1\tsentence2\tgold_label"]
+        for i in range(n):
+            label = rng.randrange(3)
+            lines.append(f"{i}\tthe film was {rng.choice(WORDS_POS)}\tit was {labels[label]}\t{labels[label]}")
+        (mnli / name).write_text("\n".join(lines) + "\n")
     return root
 
 

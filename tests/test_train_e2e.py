@@ -120,3 +120,11 @@ def test_max_steps_wins_over_epochs(tmp_path, tiny_backbone, tiny_glue):
 def test_bf16_runs_and_is_recorded(tmp_path, tiny_backbone, tiny_glue, precision):
     _, (run,) = train(tmp_path, tiny_backbone, tiny_glue, f"train.precision={precision}", "train.epochs=1")
     assert load(run)["precision"] == "bf16"
+
+
+def test_mnli_reports_mismatched_beside_matched(tmp_path, tiny_backbone, tiny_glue):
+    result, (run,) = train(tmp_path, tiny_backbone, tiny_glue, "task=mnli", "train.epochs=1")
+    data = load(run)
+    assert data["data"]["test_sizes"] == {"test": 24, "test_mismatched": 12}
+    assert set(data["test"]) == {"accuracy"} and set(data["test_mismatched"]) == {"accuracy"}
+    assert ", mismatched " in result.output  # the summary line shows both
