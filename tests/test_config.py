@@ -70,6 +70,8 @@ def test_env_sets_data_dir(monkeypatch, tmp_path):
         ("runtime.device=tpu", "runtime.device=tpu is not allowed"),
         ("task=sst2,rte", "give each key one value"),
         ("notakeyvalue", "overrides look like key=value"),
+        ("method.name=../../etc", "cannot name a run folder"),
+        ("task.name=a/b", "cannot name a run folder"),
     ],
 )
 def test_bad_overrides_fail_at_compose_time(override, needle):

@@ -262,6 +262,10 @@ def validate(cfg) -> None:
     for key in NON_NEGATIVE:
         if OmegaConf.select(cfg, key) < 0:
             raise UserError(f"{key}={OmegaConf.select(cfg, key)} must be >= 0: pass a value of 0 or more")
+    for key in ("task.name", "method.name", "backbone.name", "budget.name"):
+        value = str(OmegaConf.select(cfg, key))
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", value) or ".." in value:
+            raise UserError(f"{key}={value!r} cannot name a run folder: use letters, digits, '_', '-', '.' or '+'")
     k = cfg.budget.k
     if k is not None and k <= 0:
         raise UserError(f"budget.k={k} must be > 0: use a budget such as k100, or budget=full for all data")
