@@ -242,8 +242,10 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:
         loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation)
         t0 = time.perf_counter()
         weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
-        tests, gates = evaluate_with_gates(model, {"dev": data.dev, **data.tests}, args)
-        tests.pop("dev")
+        gated = is_pelt(model) and bool(pelt.iter_gates(model))
+        splits = {"dev": data.dev, **data.tests} if gated else data.tests  # dev again only for gate stats
+        tests, gates = evaluate_with_gates(model, splits, args)
+        tests.pop("dev", None)
         test_seconds = time.perf_counter() - t0
         if weights is not None:
             save_weights(weights, run_dir / WEIGHTS_FILE)
