@@ -1,0 +1,292 @@
+"""`unipelt report` aggregation on synthetic run folders: means, stds, flags, variants, bounds, cost, gates."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+from report_helpers import gates, write_run
+
+from unipelt_cli.errors import UserError
+from unipelt_cli.report import aggregate, build, paper
+from unipelt_cli.report.tables import cost_grid, scores_grid, upper_bound_grid, variants_grid
+
+
+def cell_texts(grid):
+    return {row[0].text: [c.text for c in row[1:]] for row in grid.rows}
+
+
+def test_mean_and_sample_std_over_seeds(tmp_path):
+    for seed, score in zip((1, 2, 3), (70.0, 72.0, 77.0), strict=True):
+        write_run(tmp_path, seed=seed, score=score)
+    report = build(tmp_path)
+    (group,) = report.cells.values()
+    assert group.n == 3 and group.seeds == ["1/1", "2/2", "3/3"]
+    assert group.mean == pytest.approx(73.0)
+    assert group.std == pytest.approx(math.sqrt(13.0))  # sample std: sum of squares 26 over n - 1 = 2
+    assert cell_texts(scores_grid(report, "minilm-l6", 100))["LoRA"][0] == "73.00 (3.61)"
+
+
+def test_single_seed_has_no_std():
+    assert aggregate.mean_std([5.0]) == (5.0, None)
+    assert aggregate.mean_std([]) == (None, None)
+
+
+def test_missing_and_failed_seeds_are_flagged_not_averaged_away(tmp_path):
+    for seed in (1, 2, 3):
+        write_run(tmp_path, method="adapter", seed=seed, score=80.0)
+    write_run(tmp_path, seed=1, score=70.0)
+    write_run(tmp_path, seed=2, score=74.0)
+    write_run(tmp_path, seed=3, state="failed")
+    write_run(tmp_path, method="prefix", seed=1, score=60.0)
+    write_run(tmp_path, method="prefix", seed=2, state="diverged")
+    report = build(tmp_path)
+    texts = cell_texts(scores_grid(report, "minilm-l6", 100))
+    assert texts["Adapter"][0] == "80.00 (0.00)"
+    assert texts["LoRA"][0] == "72.00 (2.83) [n=2/3, 1 failed]"
+    assert texts["Prefix-tuning"][0] == "60.00 [n=1/3, 1 diverged]"
+    lora = report.cells[("minilm-l6", 100, "lora", "sst2")]
+    assert lora.mean == pytest.approx(72.0) and lora.attempted == 3 and lora.not_done == {"failed": 1}
+
+
+def test_latest_completed_attempt_per_run_identity(tmp_path):
+    old = write_run(tmp_path, score=60.0, finished=100.0, folder="copy-a")
+    write_run(tmp_path, score=65.0, finished=200.0, folder="copy-b")
+    newest_failed = write_run(tmp_path, state="failed", finished=300.0, folder="copy-c")
+    report = build(tmp_path)
+    (group,) = report.cells.values()
+    assert group.scores == [65.0] and group.not_done == {}  # same identity: one run, the latest completed
+    assert any("copy-b" in note and "copy-a" in note for note in report.notes)
+    assert old.exists() and newest_failed.exists()
+
+
+def test_a_later_failed_attempt_keeps_the_completed_result(tmp_path):
+    run_dir = write_run(tmp_path, score=66.0)
+    (run_dir / "status.json").write_text(json.dumps({"state": "failed", "finished": 5.0}))
+    report = build(tmp_path)
+    assert next(iter(report.cells.values())).scores == [66.0]
+    assert any("a later attempt is failed" in note for note in report.notes)
+
+
+def test_cells_split_by_differing_keys_and_the_variant_shown(tmp_path):
+    for seed in (1, 2, 3):
+        write_run(tmp_path, seed=seed, lr=1e-3, score=70.0, dev=75.0)
+    write_run(tmp_path, seed=1, lr=1e-4, score=90.0, dev=95.0)  # better dev, fewer seeds
+    report = build(tmp_path)
+    assert len(report.groups) == 2
+    group = report.cells[("minilm-l6", 100, "lora", "sst2")]
+    assert group.sig["train.lr"] == "0.001" and group.split_keys == ["train.lr"] and group.variants == 2
+    grid = scores_grid(report, "minilm-l6", 100)
+    assert grid.rows[0][1].text.endswith("†")
+    assert any("variants differ in train.lr" in note and "train.lr=0.001" in note for note in grid.notes)
+    variants = variants_grid(report)
+    assert [row[1].text for row in variants.rows] == ["train.lr=0.0001", "train.lr=0.001"]
+    assert [row[-1].text for row in variants.rows] == ["", "yes"]
+
+
+def test_shared_policy_keeps_one_variant_on_every_task(tmp_path):
+    write_run(tmp_path, task="sst2", lr=1e-3, score=80.0, dev=80.0)
+    write_run(tmp_path, task="rte", lr=1e-3, score=50.0, dev=50.0)
+    write_run(tmp_path, task="sst2", lr=1e-4, score=70.0, dev=70.0)
+    write_run(tmp_path, task="rte", lr=1e-4, score=55.0, dev=55.0)
+    shared = build(tmp_path, select="shared").cells
+    assert {shared[("minilm-l6", 100, "lora", t)].sig["train.lr"] for t in ("sst2", "rte")} == {"0.001"}
+    cell = build(tmp_path, select="cell").cells
+    assert cell[("minilm-l6", 100, "lora", "rte")].sig["train.lr"] == "0.0001"
+
+
+def test_merged_keys_do_not_split_but_are_reported_as_mixed(tmp_path):
+    write_run(tmp_path, seed=1, score=70.0)
+    write_run(tmp_path, seed=2, score=72.0, config={"backbone": {"name_or_path": "/models/minilm"}})
+    report = build(tmp_path)
+    (group,) = report.cells.values()
+    assert group.n == 2 and "backbone.name_or_path" in group.mixes
+    assert scores_grid(report, "minilm-l6", 100).rows[0][1].text.endswith("mixed")
+    assert any("mixes runs that differ in backbone.name_or_path" in note for note in report.notes)
+    assert len(build(tmp_path, merge=()).groups) == 2  # without the merge: two variants
+
+
+def test_average_only_over_complete_rows_and_best_per_column(tmp_path):
+    write_run(tmp_path, method="adapter", task="sst2", score=80.0)
+    write_run(tmp_path, method="adapter", task="rte", score=60.0)
+    write_run(tmp_path, method="prefix", task="sst2", score=50.0)
+    write_run(tmp_path, method="prefix", task="rte", score=70.0)
+    write_run(tmp_path, method="lora", task="sst2", score=90.0)  # no RTE
+    grid = scores_grid(build(tmp_path), "minilm-l6", 100)
+    assert grid.header == ["Method", "SST-2 (acc)", "RTE (acc)", "Avg (2 of 8 tasks)"]
+    adapter, prefix, lora = grid.rows
+    assert adapter[3].text == "70.00" and adapter[3].best and prefix[3].text == "60.00"
+    assert lora[3].text == "90.00 (partial 1/2)" and not lora[3].best
+    assert lora[1].best and not adapter[1].best and prefix[2].best and lora[2].text == "—"
+    assert sum(c.best for row in grid.rows for c in row) == 3
+
+
+def test_paper_column_and_row_order_and_budgets_by_k(tmp_path):
+    for task in ("qqp", "cola", "sst2"):
+        for method in ("unipelt_apl", "finetune", "lora"):
+            for budget in (1000, "full", 100):
+                write_run(tmp_path, task=task, method=method, budget=budget)
+    report = build(tmp_path)
+    assert report.tables() == [("minilm-l6", 100), ("minilm-l6", 1000), ("minilm-l6", "full")]
+    assert report.tasks("minilm-l6", 100) == ["sst2", "cola", "qqp"]
+    assert report.methods("minilm-l6", 100) == ["finetune", "lora", "unipelt_apl"]
+    assert "9 cell(s) selected their checkpoint on the test split" in scores_grid(report, "minilm-l6", "full").notes[-1]
+    assert "test split" not in " ".join(scores_grid(report, "minilm-l6", 100).notes)
+
+
+def _bound_runs(root: Path, scores: dict[str, dict[str, float]]) -> None:
+    for method, by_task in scores.items():
+        for task, score in by_task.items():
+            write_run(root, method=method, task=task, score=score)
+
+
+def test_upper_bound_best_single_submodule_per_task(tmp_path):
+    _bound_runs(
+        tmp_path,
+        {
+            "adapter": {"sst2": 80.0, "rte": 50.0},
+            "prefix": {"sst2": 70.0, "rte": 60.0},
+            "lora": {"sst2": 85.0, "rte": 55.0},
+            "unipelt_ap": {"sst2": 82.0, "rte": 58.0},
+            "unipelt_apl": {"sst2": 84.0, "rte": 61.0},
+        },
+    )
+    report = build(tmp_path)
+    rows = {r["label"]: r for r in aggregate.upper_bound(report.cells, "minilm-l6", 100, ["sst2", "rte"])}
+    assert rows["best of {A, P}"]["values"] == {"sst2": 80.0, "rte": 60.0}
+    assert rows["best of {A, P}"]["sources"] == {"sst2": "adapter", "rte": "prefix"}
+    assert rows["best of {A, P}"]["avg"] == pytest.approx(70.0)
+    assert rows["best of {A, P, L}"]["values"] == {"sst2": 85.0, "rte": 60.0}
+    assert rows["UniPELT (APL)"]["avg"] == pytest.approx(72.5) and rows["UniPELT (APL)"]["complete"]
+    texts = cell_texts(upper_bound_grid(report, "minilm-l6", 100))
+    assert texts["best of {A, P, L}"] == ["85.00 (L)", "60.00 (P)", "72.50"]
+
+
+def test_upper_bound_needs_every_member(tmp_path):
+    _bound_runs(tmp_path, {"adapter": {"sst2": 80.0, "rte": 50.0}, "prefix": {"sst2": 70.0}})
+    report = build(tmp_path)
+    texts = cell_texts(upper_bound_grid(report, "minilm-l6", 100))
+    assert texts["best of {A, P}"] == ["80.00 (A)", "— (no prefix)", "80.00 (partial)"]
+    assert texts["UniPELT (AP)"][0] == "— (no unipelt_ap)"
+
+
+def test_cost_relative_to_finetune_per_step_and_per_example(tmp_path):
+    # examples evaluated: (4 evaluations + 1 final) * 1000 dev + 872 test = 5872
+    write_run(tmp_path, method="finetune", train_seconds=10.0, steps=100, eval_seconds=5.872, stored=22_000_000)
+    write_run(tmp_path, method="lora", train_seconds=3.0, steps=50, eval_seconds=11.744, stored=74_000, percent=0.33)
+    rows = {
+        r["method"]: r for r in aggregate.cost(build(tmp_path).cells, "minilm-l6", 100, ["sst2"], ["finetune", "lora"])
+    }
+    assert rows["finetune"]["train_rel"] == pytest.approx(100.0)
+    assert rows["lora"]["train_s_per_step"] == pytest.approx(0.06)
+    assert rows["lora"]["train_rel"] == pytest.approx(60.0)  # 0.06 s/step vs 0.1 s/step
+    assert rows["finetune"]["infer_ms_per_example"] == pytest.approx(1.0)
+    assert rows["lora"]["infer_rel"] == pytest.approx(200.0)
+    texts = cell_texts(cost_grid(build(tmp_path), "minilm-l6", 100))
+    assert texts["LoRA"][:3] == ["74K (0.33%)", "60%", "200%"]
+    assert texts["Fine-tuning"][0] == "22M (1.00%)"
+
+
+def test_gate_means_over_seeds(tmp_path):
+    write_run(tmp_path, method="unipelt_ap", seed=1, gates=gates({"adapter": [0.2, 0.4], "prefix": [0.6, 0.6]}))
+    write_run(tmp_path, method="unipelt_ap", seed=2, gates=gates({"adapter": [0.4, 0.8], "prefix": [0.5, 0.7]}))
+    (group,) = build(tmp_path).cells.values()
+    split, means = aggregate.gate_means(group)
+    assert split == "test"
+    assert means[0] == pytest.approx({"adapter": 0.3, "prefix": 0.55})
+    assert means[1] == pytest.approx({"adapter": 0.6, "prefix": 0.65})
+
+
+def test_corrupt_older_and_partial_files_are_skipped_with_a_named_warning(tmp_path):
+    write_run(tmp_path, seed=1, score=70.0)
+    bad = write_run(tmp_path, seed=2, score=71.0)
+    (bad / "result.json").write_text("{not json")
+    old = write_run(tmp_path, seed=3, score=72.0)
+    data = json.loads((old / "result.json").read_text())
+    del data["schema_version"]
+    (old / "result.json").write_text(json.dumps(data))
+    newer = write_run(tmp_path, seed=4, score=73.0)
+    (newer / "result.json").write_text(json.dumps(data | {"schema_version": 2}))
+    missing = write_run(tmp_path, seed=5, score=74.0)
+    (missing / "result.json").write_text(json.dumps({"schema_version": 1, "task": "sst2"}))
+    orphan = tmp_path / "runs" / "orphan"
+    orphan.mkdir()
+    (orphan / "status.json").write_text(json.dumps({"state": "failed"}))
+    (tmp_path / "runs" / "empty").mkdir()
+    (tmp_path / "runs" / "stray.txt").write_text("x")
+    report = build(tmp_path)
+    (group,) = report.cells.values()
+    assert group.scores == [70.0]
+    text = "\n".join(report.warnings)
+    assert f"{bad / 'result.json'}: unreadable" in text
+    assert f"{old / 'result.json'}: older schema" in text
+    assert f"{newer / 'result.json'}: schema_version 2" in text
+    assert f"{missing / 'result.json'}: missing" in text
+    assert f"{orphan}: failed run without config.yaml" in text
+    assert len(report.warnings) == 5
+
+
+def test_a_results_folder_holding_runs_or_the_runs_folder_itself(tmp_path):
+    write_run(tmp_path)
+    assert len(build(tmp_path).runs) == 1
+    assert len(build(tmp_path / "runs").runs) == 1
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    report = build(empty)
+    assert report.runs == [] and report.cells == {}
+    with pytest.raises(UserError, match="no folder at"):
+        build(tmp_path / "missing")
+
+
+def test_filters_by_alias_and_config_key(tmp_path):
+    for task in ("sst2", "rte", "cola"):
+        for method, lr in (("lora", 1e-3), ("adapter", 1e-4)):
+            write_run(tmp_path, task=task, method=method, lr=lr)
+    write_run(tmp_path, task="sst2", method="lora", budget=500)
+    keys = lambda **kw: sorted(build(tmp_path, **kw).cells)  # noqa: E731
+    assert len(keys(filters=["task=sst2,rte", "method=lora", "budget=100"])) == 2
+    assert len(keys(filters=["budget=k500"])) == 1
+    assert {k[2] for k in keys(filters=["train.lr=0.0001"])} == {"adapter"}
+    assert {k[2] for k in keys(filters=["train.lr=1e-4"])} == {"adapter"}
+    with pytest.raises(UserError, match="unknown filter key 'lr'"):
+        build(tmp_path, filters=["lr=1"])
+    with pytest.raises(UserError, match="is not key=value"):
+        build(tmp_path, filters=["task="])
+
+
+def test_paper_numbers_are_consistent():
+    assert set(paper.SCORES) == {100, 500, 1000, "full"}
+    for budget, table in paper.SCORES.items():
+        for method, row in table.items():
+            mean = sum(row[t][0] for t in paper.TASKS) / len(paper.TASKS)
+            assert abs(mean - row["avg"]) < 0.011, (budget, method)  # the paper's Avg is the mean of its columns
+    assert paper.score(100, "unipelt_apl", "cola") == (23.62, 8.83)
+    assert paper.score("full", "lora", "rte") == (71.48, None)
+    assert paper.score(100, "unipelt_ap_nogate", "rte") is None
+
+
+def test_paper_numbers_match_the_reference_copy():
+    ref = Path(__file__).resolve().parents[2] / "shared" / "reference" / "UNIPELT.md"
+    if not ref.is_file():
+        pytest.skip("shared/reference/UNIPELT.md not present")
+    text = ref.read_text(encoding="utf-8")
+    for block in paper._SCORES.values():
+        for line in block.strip().splitlines():
+            assert f"| {line} |" in text, line
+
+
+def test_report_reads_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    write_run(tmp_path, method="unipelt_ap", gates=gates({"adapter": [0.5]}))
+    code = (
+        "import sys; from typer.testing import CliRunner; from unipelt_cli.cli import app; "
+        f"r = CliRunner().invoke(app, ['report', {str(tmp_path)!r}, '--format', 'md']); "
+        "assert r.exit_code == 0, r.output; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "MPLBACKEND": "Agg"})

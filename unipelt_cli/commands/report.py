@@ -1,0 +1,91 @@
+"""`unipelt report`: a folder of runs -> paper-style tables, plots and exports. Reads JSON only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from unipelt_cli.cli import OutputsOpt, app, user_errors
+from unipelt_cli.errors import UserError
+
+FORMATS = ("table", "md", "csv", "latex", "json", "html")  # as unipelt_cli.report.write.FORMATS
+
+
+@app.command(
+    "report",
+    epilog=(
+        "Examples: unipelt report | unipelt report results/selection-k100-h100 --format md | "
+        "unipelt report task=sst2,rte method=lora budget=100 | unipelt report --compare-paper --out paper-tables"
+    ),
+)
+@user_errors
+def report_cmd(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Filters key=value[,value...] (task=sst2,rte method=lora budget=100 train.lr=1e-3); "
+            "a folder instead reads the runs there (like --outputs).",
+            show_default=False,
+            metavar="KEY=VALUE|FOLDER",
+        ),
+    ] = None,
+    outputs: OutputsOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"What to print: {', '.join(FORMATS)}.")] = "table",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for every format and the plots (default: FOLDER/report).")
+    ] = None,
+    no_files: Annotated[bool, typer.Option("--no-files", help="Print only; write no files or plots.")] = False,
+    compare_paper: Annotated[
+        bool, typer.Option("--compare-paper", help="Put the paper's numbers (BERT-base) beside ours.")
+    ] = False,
+    select: Annotated[
+        str,
+        typer.Option(
+            "--select",
+            help="Which config variant a cell shows when its runs differ beyond seeds: shared (one variant per "
+            "method on every task: most tasks, most seeds, best dev averaged over tasks) or cell (per cell: most "
+            "seeds, then best dev). Every variant is listed under Variants.",
+        ),
+    ] = "shared",
+    merge: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--merge",
+            help="A config key that does not split a cell into variants (repeatable); cells whose runs differ "
+            "in it are marked 'mixed'. backbone.name_or_path always merges.",
+        ),
+    ] = None,
+) -> None:
+    """Tables over seeds (mean, sample std, n), upper bounds, cost, gates, plots, CSV/Markdown/LaTeX/JSON/HTML."""
+    from unipelt_cli import runs
+    from unipelt_cli.report import aggregate, build
+    from unipelt_cli.report.write import FILES, render_as, write_all
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt} is not a format: use one of {', '.join(FORMATS)}")
+    if select not in aggregate.POLICIES:
+        raise UserError(f"--select {select} is not a policy: use --select shared or --select cell")
+    filters, folders = [], []
+    for arg in args or []:
+        (filters if "=" in arg else folders).append(arg)
+    if len(folders) > 1 or (folders and outputs is not None) or (folders and not Path(folders[0]).is_dir()):
+        raise UserError(
+            f"'{' '.join(folders)}' is not one folder of runs nor a key=value filter: "
+            "give at most one folder (or --outputs DIR) and filters such as task=sst2"
+        )
+    source = Path(folders[0]) if folders else runs.outputs_dir(outputs)
+    merged = tuple(dict.fromkeys((*aggregate.DEFAULT_MERGE, *(merge or []))))
+    report = build(source, filters, select=select, merge=merged, compare_paper=compare_paper)
+    for line in report.warnings:
+        typer.echo(f"warning: {line}", err=True)
+    if not report.runs:
+        typer.echo(f"warning: no runs found in {source} (after filters)", err=True)
+
+    images = []
+    if not no_files:
+        target = out or source / "report"
+        written, images = write_all(report, target)
+        typer.echo(f"wrote {len(written)} files to {target}: see {target / FILES['md']}", err=True)
+    typer.echo(render_as(report, fmt, images), nl=False)

@@ -1,0 +1,351 @@
+"""The report as sections of plain grids: what the text, Markdown, LaTeX and HTML renderers share.
+
+Every number shown is built here once; renderers only escape and lay out. A cell's text carries
+its flags, so no format can lose them: `n=1/3` (fewer seeds than the table's most complete cell),
+`1 failed` (runs that failed, diverged or are still running), `†` (its cell held several config
+variants; see Variants), `mixed` (its runs differ in a merged key). The best cell per column is
+marked `best` (bold, or `*` in plain text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from unipelt_cli.report import Report, aggregate, paper
+from unipelt_cli.report.names import (
+    METRIC_LABELS,
+    budget_key,
+    budget_label,
+    method_key,
+    method_label,
+    task_key,
+    task_label,
+)
+
+N_GLUE = len(paper.TASKS)
+LEGEND = (
+    "Test score (GLUE dev), mean (sample std) over seeds; * or bold: best in column; "
+    "n=a/b: fewer seeds than the most complete cell; 'failed'/'diverged'/'running': seeds without a result; "
+    "†: one of several config variants (see Variants); mixed: runs differ in a merged key."
+)
+
+
+@dataclass
+class Cell:
+    text: str
+    value: float | None = None
+    best: bool = False
+
+
+@dataclass
+class Grid:
+    id: str  # a file- and anchor-safe name
+    title: str
+    header: list[str]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        assert all(len(row) == len(self.header) for row in self.rows), f"ragged grid {self.id}"
+
+    def numeric(self) -> list[bool]:
+        """Per column: does it hold numbers (right-aligned) rather than text."""
+        return [i > 0 and any(row[i].value is not None for row in self.rows) for i in range(len(self.header))]
+
+
+@dataclass
+class Image:
+    path: str  # relative to the report folder
+    caption: str
+    size: tuple[int, int]  # pixels (width, height)
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    grids: list[Grid] = field(default_factory=list)
+    images: list[Image] = field(default_factory=list)
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def mark_best(rows: list[list[Cell]], columns: range) -> None:
+    for col in columns:
+        values = [row[col].value for row in rows if row[col].value is not None]
+        if len(values) > 1:
+            top = max(values)
+            for row in rows:
+                row[col].best = row[col].value == top
+
+
+def score_cell(group: aggregate.Group | None, expected: int, dagger: bool = True) -> Cell:
+    if group is None:
+        return Cell("—")
+    flags = []
+    if group.n < expected:
+        flags.append(f"n={group.n}/{expected}")
+    flags += [f"{count} {state}" for state, count in sorted(group.not_done.items())]
+    text = fmt(group.mean) + (f" ({group.std:.2f})" if group.std is not None else "")
+    if flags:
+        text += f" [{', '.join(flags)}]"
+    if dagger and group.variants > 1:
+        text += " †"
+    if group.mixes:
+        text += " mixed"
+    return Cell(text, group.mean)
+
+
+def avg_header(tasks: list[str]) -> str:
+    return "Avg" if len(tasks) >= N_GLUE else f"Avg ({len(tasks)} of {N_GLUE} tasks)"
+
+
+def avg_cell(values: dict[str, float | None], tasks: list[str]) -> Cell:
+    avg, k = aggregate.average(values, tasks)
+    if avg is None:
+        return Cell("—")
+    if k < len(tasks):
+        return Cell(f"{avg:.2f} (partial {k}/{len(tasks)})")  # value None: never "best"
+    return Cell(f"{avg:.2f}", avg)
+
+
+def task_header(report: Report, backbone: str, budget, task: str) -> str:
+    metrics = {g.metric for (b, k, _, t), g in report.cells.items() if (b, k, t) == (backbone, budget, task)}
+    metrics.discard(None)
+    return task_label(task) + (f" ({METRIC_LABELS.get(metrics.pop(), '?')})" if len(metrics) == 1 else "")
+
+
+RULES = {
+    "shared": "one variant per method on every task: the most tasks, then the most seeds, then the best dev "
+    "score averaged over tasks",
+    "cell": "per cell, the most seeds, then the best mean dev score",
+}
+
+
+def slug(*parts) -> str:
+    return "-".join(str(p).replace("_", "-").replace(" ", "-").lower() for p in parts)
+
+
+def scores_grid(report: Report, backbone: str, budget) -> Grid:
+    tasks, methods = report.tasks(backbone, budget), report.methods(backbone, budget)
+    expected = report.expected()[(backbone, budget)]
+    rows, notes = [], []
+    for method in methods:
+        groups = {t: report.cells.get((backbone, budget, method, t)) for t in tasks}
+        cells = [score_cell(groups[t], expected) for t in tasks]
+        rows.append([Cell(method_label(method)), *cells, avg_cell({t: g and g.mean for t, g in groups.items()}, tasks)])
+        split = {t: g for t, g in groups.items() if g is not None and g.variants > 1}
+        if split:
+            keys = sorted({k for g in split.values() for k in g.split_keys})
+            texts = {t: _variant_text(g) for t, g in split.items()}
+            shown = "; ".join(f"{task_label(t)} {v}" for t, v in texts.items())
+            if len(set(texts.values())) == 1 and len(texts) == len(tasks):
+                shown = f"{next(iter(texts.values()))} on every task"
+            notes.append(f"† {method_label(method)}: variants differ in {', '.join(keys)}; shown: {shown}.")
+    if notes:
+        notes.insert(0, f"† shown: {RULES[report.select]} (--select {report.select}); all variants under Variants.")
+    on_test = [g for (b, k, _, _), g in report.cells.items() if (b, k) == (backbone, budget) and _selected_on_test(g)]
+    if on_test:
+        notes.append(
+            f"{len(on_test)} cell(s) selected their checkpoint on the test split (full data, as the paper did)."
+        )
+    mark_best(rows, range(1, len(tasks) + 2))
+    header = ["Method", *(task_header(report, backbone, budget, t) for t in tasks), avg_header(tasks)]
+    title = f"Scores: {backbone}, {budget_label(budget)}"
+    return Grid(slug("scores", backbone, budget), title, header, rows, [LEGEND, *notes])
+
+
+def _selected_on_test(group: aggregate.Group) -> bool:
+    return any(r.result.get("selection_on_test") for r in group.done)
+
+
+def _variant_text(group: aggregate.Group) -> str:
+    return ", ".join(f"{k}={group.sig.get(k, aggregate.MISSING)}" for k in group.split_keys)
+
+
+def upper_bound_grid(report: Report, backbone: str, budget) -> Grid:
+    tasks = report.tasks(backbone, budget)
+    rows = []
+    for row in aggregate.upper_bound(report.cells, backbone, budget, tasks):
+        cells = [Cell(row["label"])]
+        for task in tasks:
+            if task in row["values"]:
+                source = row["sources"][task]
+                text = fmt(row["values"][task]) + (f" ({aggregate.SHORT[source]})" if len(row["members"]) > 1 else "")
+                cells.append(Cell(text, row["values"][task]))
+            else:
+                cells.append(Cell(f"— (no {', '.join(row['missing'][task])})"))
+        partial = " (partial)" if row["avg"] is not None and not row["complete"] else ""
+        cells.append(Cell(fmt(row["avg"]) + partial, row["avg"] if not partial else None))
+        rows.append(cells)
+    notes = [
+        "best of {...}: per task, the single submodule with the best mean test score (an oracle upper bound, "
+        "as in the paper's Table 2); the letter names it. A bound needs every member's score for that task."
+    ]
+    if report.compare_paper and budget in paper.UPPER_BOUND:
+        values = ", ".join(
+            f"{r[0]} {v:.2f}" for r, v in zip(aggregate.UPPER_BOUND_ROWS, paper.UPPER_BOUND[budget], strict=True)
+        )
+        notes.append(f"Paper (BERT-base, 8 tasks, Avg): {values}.")
+    header = ["", *(task_label(t) for t in tasks), avg_header(tasks)]
+    title = f"Upper bound vs UniPELT: {backbone}, {budget_label(budget)}"
+    return Grid(slug("upper-bound", backbone, budget), title, header, rows, notes)
+
+
+def _params(n: float | None) -> str:
+    if n is None:
+        return "—"
+    for unit, size in (("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}" if n < 10 * size else f"{n / size:.0f}{unit}"
+    return f"{n:.0f}"
+
+
+def cost_grid(report: Report, backbone: str, budget) -> Grid:
+    tasks, methods = report.tasks(backbone, budget), report.methods(backbone, budget)
+    rows = []
+    for row in aggregate.cost(report.cells, backbone, budget, tasks, methods):
+        lo, hi = row["params_min"], row["params_max"]
+        params = _params(lo) if lo == hi else f"{_params(lo)}–{_params(hi)}"
+        pct = "—" if row["percent"] is None else f"{row['percent']:.2f}%"
+        cells = [
+            Cell(method_label(row["method"])),
+            Cell(f"{params} ({pct})", lo),
+            Cell(fmt(row["train_rel"], 0) + ("%" if row["train_rel"] is not None else ""), row["train_rel"]),
+            Cell(fmt(row["infer_rel"], 0) + ("%" if row["infer_rel"] is not None else ""), row["infer_rel"]),
+            Cell(fmt(row["train_s_per_step"], 4), row["train_s_per_step"]),
+            Cell(fmt(row["infer_ms_per_example"], 3), row["infer_ms_per_example"]),
+        ]
+        if report.compare_paper and row["method"] in paper.COST:
+            p = paper.COST[row["method"]]
+            cells.append(Cell(f"{p[0]} ({p[1]:.2f}%), {p[2]}%, {p[3]}%"))
+        elif report.compare_paper:
+            cells.append(Cell("—"))
+        rows.append(cells)
+    header = ["Method", "Stored params (% of backbone)", "Train time", "Inference time", "s/step", "ms/example"]
+    if report.compare_paper:
+        header.append("Paper (BERT-base)")
+    notes = [
+        "Train and inference time relative to fine-tuning on the same backbone, task and budget (mean of the "
+        "per-task ratios): train seconds per step and evaluation seconds per example, since early stopping "
+        "makes runs differ in length. Stored params: what the method keeps (prefix: its fixed vectors)."
+    ]
+    if not any(report.cells.get((backbone, budget, "finetune", t)) for t in tasks):
+        notes.append("No fine-tuning runs here, so no relative times.")
+    title = f"Parameters and cost: {backbone}, {budget_label(budget)}"
+    return Grid(slug("cost", backbone, budget), title, header, rows, notes)
+
+
+def gate_grids(report: Report) -> list[Grid]:
+    grids = []
+    order = sorted(report.cells, key=lambda k: (k[0], budget_key(k[1]), task_key(k[3]), method_key(k[2])))
+    for key in order:
+        group = report.cells[key]
+        split, means = aggregate.gate_means(group)
+        if not means:
+            continue
+        names = sorted({name for layer in means.values() for name in layer})
+        rows = [[Cell(str(layer)), *(Cell(fmt(v.get(n), 3), v.get(n)) for n in names)] for layer, v in means.items()]
+        backbone, budget, method, task = key
+        title = f"Gates: {task_label(task)}, {method_label(method)}, {backbone}, {budget_label(budget)}"
+        note = f"Mean gate value per layer on the {split} split, averaged over {group.n} seed(s)."
+        grids.append(Grid(slug("gates", backbone, budget, task, method), title, ["Layer", *names], rows, [note]))
+    return grids
+
+
+def variants_grid(report: Report) -> Grid | None:
+    split = [g for g in report.groups if g.variants > 1]
+    if not split:
+        return None
+    rows = []
+    for g in split:
+        picked = report.cells.get(g.key) is g
+        rows.append(
+            [
+                Cell(f"{task_label(g.task)}, {method_label(g.method)}, {budget_label(g.budget)}"),
+                Cell(", ".join(f"{k}={g.sig.get(k, aggregate.MISSING)}" for k in g.split_keys)),
+                score_cell(g, 0, dagger=False),
+                Cell(str(g.n), g.n),
+                Cell(fmt(g.dev_mean), g.dev_mean),
+                Cell("yes" if picked else ""),
+            ]
+        )
+    notes = [
+        "Cells whose runs differ in config keys beyond the seeds. "
+        f"Shown in the tables: {RULES[report.select]} (--select {report.select})."
+    ]
+    header = ["Cell", "Variant", "Test", "n", "Dev", "Shown"]
+    return Grid("variants", "Variants", header, rows, notes)
+
+
+def paper_grid(report: Report, backbone: str, budget) -> Grid | None:
+    if budget not in paper.SCORES:
+        return None
+    tasks = report.tasks(backbone, budget)
+    rows = []
+    for method in report.methods(backbone, budget):
+        if method not in paper.SCORES[budget]:
+            continue
+        cells, ours, theirs = [Cell(method_label(method))], {}, {}
+        for task in tasks:
+            group, ref = report.cells.get((backbone, budget, method, task)), paper.score(budget, method, task)
+            if group is None or group.mean is None or ref is None:
+                cells.append(Cell("—" if ref is None else f"— / {ref[0]:.2f}"))
+                continue
+            ours[task], theirs[task] = group.mean, ref[0]
+            cells.append(Cell(f"{group.mean:.2f} / {ref[0]:.2f} ({group.mean - ref[0]:+.2f})", group.mean - ref[0]))
+        a, _ = aggregate.average(ours, list(ours))
+        b, _ = aggregate.average(theirs, list(theirs))
+        cells.append(Cell("—" if a is None else f"{a:.2f} / {b:.2f} ({a - b:+.2f})", None if a is None else a - b))
+        rows.append(cells)
+    if not rows:
+        return None
+    notes = [
+        f"ours / paper (difference). The paper used {paper.BACKBONE} and 5 seeds; ours: {backbone}, so the "
+        "backbone differs unless it is BERT-base. Avg: over the tasks both have."
+    ]
+    header = ["Method", *(task_label(t) for t in tasks), "Avg (shared tasks)"]
+    title = f"Ours vs the paper: {backbone}, {budget_label(budget)}"
+    return Grid(slug("paper", backbone, budget), title, header, rows, notes)
+
+
+def _has_submodules(report: Report, backbone: str, budget) -> bool:
+    wanted = {m for _, members in aggregate.UPPER_BOUND_ROWS for m in members}
+    return bool(wanted & set(report.methods(backbone, budget)))
+
+
+def sections(report: Report, images: list[Image] | None = None) -> list[Section]:
+    """The whole report, in reading order."""
+    images = images or []
+    done = sum(r.done for r in report.runs)
+    summary = (
+        f"{report.source}: {len(report.runs)} runs ({done} completed, {len(report.runs) - done} without a result), "
+        f"{len(report.groups)} config groups in {len(report.cells)} cells; {len(report.warnings)} file(s) skipped."
+    )
+    if report.filters:
+        summary += " Filters: " + " ".join(f"{k}={','.join(v)}" for k, v in report.filters.items()) + "."
+    out = [Section("unipelt report", [summary])]
+    if not report.cells:
+        out[0].text.append("No completed or failed runs found: nothing to tabulate.")
+    pairs = report.tables()
+    out.append(Section("Scores", grids=[scores_grid(report, b, k) for b, k in pairs]))
+    bounds = [upper_bound_grid(report, b, k) for b, k in pairs if _has_submodules(report, b, k)]
+    out.append(Section("Upper bound (the paper's Table 2)", grids=bounds))
+    out.append(Section("Parameters and cost (the paper's Table 4)", grids=[cost_grid(report, b, k) for b, k in pairs]))
+    gates = gate_grids(report)
+    if gates:
+        out.append(Section("Gate analysis", grids=gates, images=[i for i in images if "gates" in i.path]))
+    if report.compare_paper:
+        grids = [g for g in (paper_grid(report, b, k) for b, k in pairs) if g is not None]
+        out.append(Section("Comparison with the paper", grids=grids))
+    variants = variants_grid(report)
+    if variants is not None:
+        out.append(Section("Variants", grids=[variants]))
+    others = [i for i in images if "gates" not in i.path]
+    if others:
+        out.append(Section("Plots", images=others))
+    if report.warnings or report.notes:
+        out.append(Section("Warnings and notes", text=[*report.warnings, *report.notes]))
+    return out
