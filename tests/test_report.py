@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -13,6 +15,7 @@ from report_helpers import gates, write_run
 from unipelt_cli.errors import UserError
 from unipelt_cli.report import aggregate, build, paper
 from unipelt_cli.report.tables import cost_grid, scores_grid, upper_bound_grid, variants_grid
+from unipelt_cli.report.write import render_as
 
 
 def cell_texts(grid):
@@ -85,6 +88,8 @@ def test_cells_split_by_differing_keys_and_the_variant_shown(tmp_path):
     variants = variants_grid(report)
     assert [row[1].text for row in variants.rows] == ["train.lr=0.0001", "train.lr=0.001"]
     assert [row[-1].text for row in variants.rows] == ["", "yes"]
+    wide = next(csv.DictReader(io.StringIO(render_as(report, "csv"))))
+    assert wide["sst2_variant"] == "train.lr=0.001" and wide["sst2_flags"] == "variant"
 
 
 def test_shared_policy_keeps_one_variant_on_every_task(tmp_path):

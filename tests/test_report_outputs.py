@@ -96,7 +96,7 @@ def test_wide_csv_round_trip(written):
             assert int(row[f"{task}_n"]) == group.n
             assert (row[f"{task}_std"] == "") == (group.std is None)
     lora = rows[1]
-    assert lora["rte_flags"] == "n=1/3;1 failed" and lora["sst2_flags"] == "n=2/3"
+    assert lora["rte_flags"] == "n=1/3;1 failed" and lora["sst2_flags"] == "n=2/3" and lora["sst2_variant"] == ""
     assert float(rows[0]["avg"]) == pytest.approx((82.0 + 62.0) / 2) and rows[0]["avg_tasks"] == "2"
 
 

@@ -88,7 +88,7 @@ def wide_rows(report: Report) -> tuple[list[dict], list[str]]:
     tasks = all_tasks(report)
     columns = ["backbone", "budget", "method"]
     for task in tasks:
-        columns += [f"{task}_mean", f"{task}_std", f"{task}_n", f"{task}_flags"]
+        columns += [f"{task}_mean", f"{task}_std", f"{task}_n", f"{task}_flags", f"{task}_variant"]
     columns += ["avg", "avg_tasks"]
     expected = report.expected()
     rows = []
@@ -109,7 +109,7 @@ def wide_rows(report: Report) -> tuple[list[dict], list[str]]:
                 flags += ["variant"] if group.variants > 1 else []
                 flags += ["mixed"] if group.mixes else []
                 row |= {f"{task}_mean": group.mean, f"{task}_std": group.std, f"{task}_n": group.n}
-                row[f"{task}_flags"] = ";".join(flags)
+                row[f"{task}_flags"], row[f"{task}_variant"] = ";".join(flags), group.label
             row["avg"], row["avg_tasks"] = aggregate.average(means, table_tasks)
             rows.append(row)
     return rows, columns
@@ -215,6 +215,6 @@ def _gates(report: Report) -> list[dict]:
         split, means = aggregate.gate_means(group)
         if means:
             layers = {str(layer): values for layer, values in means.items()}
-            out.append({"backbone": group.backbone, "budget": group.budget, "method": group.method} | {
-                "task": group.task, "split": split, "seeds": group.n, "layers": layers})  # fmt: skip
+            where = {"backbone": group.backbone, "budget": group.budget, "method": group.method, "task": group.task}
+            out.append(where | {"split": split, "seeds": group.n, "layers": layers})
     return out

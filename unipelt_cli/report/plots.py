@@ -69,9 +69,10 @@ def score_vs_k(report: Report, backbone: str, root: Path) -> Image | None:
         return None
     fig, axes = _figure(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
-        for method in methods:
+        for m, method in enumerate(methods):
+            dodge = 0.4 * (m / max(len(methods) - 1, 1) - 0.5)  # side by side, so error bars stay apart
             points = [
-                (i, g.mean, g.std or 0.0)
+                (i + dodge, g.mean, g.std or 0.0)
                 for i, budget in enumerate(budgets)
                 if (g := report.cells.get((backbone, budget, method, task))) is not None and g.mean is not None
             ]
