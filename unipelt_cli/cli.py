@@ -178,10 +178,11 @@ def export_cmd(
 def ls_cmd(
     group: Annotated[str | None, typer.Argument(help="A config group: task, budget, method ...")] = None,
 ) -> None:
-    """List config groups and their options (what can go after group=)."""
+    """List config groups and their options (what can go after group=), and the sweep presets."""
     from unipelt_cli.config import conf_dir, groups
+    from unipelt_cli.sweep.grid import preset_names
 
-    known = groups()
+    known = {**groups(), "sweep": preset_names()}  # sweep: presets for `unipelt sweep +sweep=NAME`
     if group is None:
         for name, options in known.items():
             typer.echo(f"{name}: {', '.join(options)}")

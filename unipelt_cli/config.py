@@ -11,6 +11,7 @@ Configs stay at the edge: `build_*` helpers elsewhere turn this config into plai
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -147,8 +148,9 @@ def _option_order(path: Path) -> tuple:
     return (int(m.group(1)) if m else float("inf"), path.stem)
 
 
-# conf/ folders that are not selectable groups: conf/pelt holds each submodule's default options.
-NOT_GROUPS = ("pelt",)
+# conf/ folders that are not selectable groups: conf/pelt holds each submodule's default options,
+# conf/sweep the grids of `unipelt sweep +sweep=NAME` (`unipelt ls` lists them apart).
+NOT_GROUPS = ("pelt", "sweep")
 
 
 def pelt_schema():
@@ -211,6 +213,14 @@ def _explain(exc: Exception) -> str:
 
 def compose(overrides: list[str] | None = None):
     """Compose the typed config from `conf/` plus command-line overrides; UserError on any mistake."""
+    with composer() as compose_one:
+        return compose_one(overrides)
+
+
+@contextmanager
+def composer():
+    """Yield compose(overrides) for many configs under one Hydra initialisation (sweeps plan
+    hundreds): Hydra keeps the YAML files it has read, so each config after the first is ~3x faster."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -218,21 +228,25 @@ def compose(overrides: list[str] | None = None):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = list(overrides or [])
-    _check_group_choices(overrides)
+    def compose_one(overrides: list[str] | None = None):
+        overrides = list(overrides or [])
+        _check_group_choices(overrides)
+        try:
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+            OmegaConf.resolve(cfg)
+        except (HydraException, OmegaConfBaseException, ValueError) as exc:
+            raise UserError(_explain(exc)) from None
+        _reject_unknown_keys(cfg)
+        validate(cfg)
+        return cfg
+
     _register_schema()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
-        OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise UserError(_explain(exc)) from None
+            yield compose_one
     finally:
         GlobalHydra.instance().clear()
-    _reject_unknown_keys(cfg)
-    validate(cfg)
-    return cfg
 
 
 def _reject_unknown_keys(cfg) -> None:
