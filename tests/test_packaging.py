@@ -28,3 +28,13 @@ def test_wheel_carries_the_config_tree(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "'method'" in out.stdout and "'task'" in out.stdout
+
+
+def test_every_package_is_listed_for_the_wheel():
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "unipelt_cli").rglob("__init__.py")} | {
+        "unipelt_cli.conf"
+    }
+    assert listed == found
