@@ -67,6 +67,8 @@ def sweep(
     from unipelt_cli import runs
     from unipelt_cli.sweep import grid
 
+    if not overrides:
+        raise UserError("a sweep needs a grid: e.g. unipelt sweep +sweep=smoke, or task=sst2,rte seed=range(1,4)")
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend} is not a back-end: choose one of {', '.join(BACKENDS)}")
     out = runs.outputs_dir(outputs)

@@ -27,6 +27,7 @@ from unipelt_cli.errors import UserError
 from unipelt_cli.sweep.job import JobSpec, run_job
 
 STOP_GRACE_S = 30  # how long an interrupted run may take to mark itself before it is killed
+RESIGNAL_S = 3.0  # a worker still running this long after SIGINT gets another one
 
 
 def available_cpus() -> int:
@@ -160,19 +161,28 @@ class Workers:
         return {"run_id": spec.run_id, "state": "failed", "reason": reason}
 
     def stop(self, handles: list[_Worker]) -> None:
-        for worker in handles:
-            if worker.proc.poll() is None:
-                worker.proc.send_signal(signal.SIGINT)
-        deadline = time.time() + STOP_GRACE_S
+        """SIGINT every worker in flight, again every few seconds (Python drops a KeyboardInterrupt
+        raised inside a __del__), until it exits; kill what is left after STOP_GRACE_S."""
+        alive = [w for w in handles if w.proc.poll() is None]
+        for worker in alive:  # one that finishes its job anyway then exits instead of waiting for more
+            try:
+                worker.proc.stdin.close()
+            except OSError:
+                pass
+        deadline, next_signal = time.time() + STOP_GRACE_S, 0.0
         try:
-            for worker in handles:
-                try:
-                    worker.proc.wait(timeout=max(0.1, deadline - time.time()))
-                except subprocess.TimeoutExpired:
-                    worker.proc.kill()
+            while alive and time.time() < deadline:
+                if time.time() >= next_signal:
+                    for worker in alive:
+                        worker.proc.send_signal(signal.SIGINT)
+                    next_signal = time.time() + RESIGNAL_S
+                time.sleep(0.1)
+                alive = [w for w in alive if w.proc.poll() is None]
         except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
-            for worker in handles:
-                worker.proc.kill()
+            pass
+        for worker in alive:
+            worker.proc.kill()
+            worker.proc.wait()
 
     def close(self) -> None:
         for worker in self.workers:
