@@ -128,3 +128,29 @@ def test_mnli_reports_mismatched_beside_matched(tmp_path, tiny_backbone, tiny_gl
     assert data["data"]["test_sizes"] == {"test": 24, "test_mismatched": 12}
     assert set(data["test"]) == {"accuracy"} and set(data["test_mismatched"]) == {"accuracy"}
     assert ", mismatched " in result.output  # the summary line shows both
+
+
+def test_a_run_held_by_another_process_is_refused(tmp_path, tiny_backbone, tiny_glue):
+    import subprocess
+    import sys
+
+    from unipelt_cli import config, runs
+
+    outputs = tmp_path / "out"
+    cfg = config.compose(tiny_overrides(tiny_backbone, tiny_glue))
+    run_dir = outputs / "runs" / runs.run_name(cfg, config.config_hash(cfg))
+    run_dir.mkdir(parents=True)
+    holder = subprocess.Popen(  # another process holds the run's lock, as a sweep worker would
+        [sys.executable, "-c", "import sys, time; from unipelt_cli.sweep.lock import RunLock; "
+         f"RunLock({str(run_dir)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["train", "-q", "--outputs", str(outputs), *tiny_overrides(tiny_backbone, tiny_glue)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "is being trained right now by pid" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    train(tmp_path, tiny_backbone, tiny_glue)  # once the holder is gone, the run goes ahead

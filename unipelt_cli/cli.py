@@ -109,14 +109,29 @@ def train(
         return
     runs.prepare(run_dir)
 
-    from unipelt_cli.experiment import train_run
-    from unipelt_cli.progress import Reporter
+    from unipelt_cli.sweep.lock import RunLock, describe, holder
 
-    reporter = Reporter(run_dir / runs.LOG_FILE, quiet=quiet, metric=composed.task.metric)
+    lock = RunLock(run_dir)  # the same per-run lock a sweep takes: one owner per run
+    if not lock.acquire(command="unipelt train"):
+        raise UserError(
+            f"{run_dir.name} is being trained right now by {describe(holder(run_dir) or {})}: "
+            "wait for it to finish, or change the seed or config"
+        )
     try:
-        result = train_run(composed, run_dir, out, reporter)
+        done = runs.read_result(run_dir)
+        if done is not None and not force:  # another process finished it while we waited
+            typer.echo(f"already finished (use --force to rerun): {_summary(done, run_dir)}")
+            return
+        from unipelt_cli.experiment import train_run
+        from unipelt_cli.progress import Reporter
+
+        reporter = Reporter(run_dir / runs.LOG_FILE, quiet=quiet, metric=composed.task.metric)
+        try:
+            result = train_run(composed, run_dir, out, reporter)
+        finally:
+            reporter.close()
     finally:
-        reporter.close()
+        lock.release()
     line = _summary(result, run_dir)
     Reporter(run_dir / runs.LOG_FILE, quiet=True).summary(line)
     typer.echo(line)
