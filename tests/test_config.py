@@ -71,6 +71,7 @@ def test_env_sets_data_dir(monkeypatch, tmp_path):
         ("task=sst2,rte", "give each key one value"),
         ("notakeyvalue", "overrides look like key=value"),
         ("method.name=../../etc", "cannot name a run folder"),
+        ("+sweep=smoke", "use unipelt sweep +sweep=smoke"),
         ("task.name=a/b", "cannot name a run folder"),
     ],
 )

@@ -230,6 +230,9 @@ def composer():
 
     def compose_one(overrides: list[str] | None = None):
         overrides = list(overrides or [])
+        for ov in overrides:
+            if ov.lstrip("+~").startswith("sweep="):
+                raise UserError(f"{ov} names a sweep preset, which `unipelt train` cannot run: use unipelt sweep {ov}")
         _check_group_choices(overrides)
         try:
             cfg = hydra_compose(config_name="config", overrides=overrides)
