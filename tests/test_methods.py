@@ -96,3 +96,16 @@ def test_export_refuses_what_cannot_be_merged(tmp_path, tiny_backbone, tiny_glue
     result = CliRunner().invoke(app, ["export", str(run_dir)])
     assert result.exit_code == 2
     assert "cannot be merged into the backbone's weights" in result.output
+
+
+@pytest.mark.parametrize("train_pooler", [True, False])
+def test_pooler_trains_only_when_asked(tmp_path, tiny_backbone, tiny_glue, train_pooler):
+    out = tmp_path / "out"
+    extra = ["method=lora", "head.pooling=pooler", f"head.train_pooler={str(train_pooler).lower()}"]
+    run("train", "-q", "--outputs", out, *tiny_overrides(tiny_backbone, tiny_glue, *extra))
+    (run_dir,) = (out / "runs").iterdir()
+    saved = load_file(str(run_dir / "weights.safetensors"))
+    assert {"bert.pooler.dense.weight", "bert.pooler.dense.bias"} <= set(saved) or not train_pooler
+    assert not any(k.startswith("bert.pooler.") for k in saved) or train_pooler
+    head = json.loads((run_dir / "result.json").read_text())["params"]["head"]
+    assert head == 32 * 2 + 2 + (32 * 32 + 32 if train_pooler else 0)  # classifier (+ pooler), hidden 32

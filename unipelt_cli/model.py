@@ -134,7 +134,8 @@ def head_names(model: nn.Module) -> tuple[list[str], list[str]]:
 
 
 def set_trainable(model: nn.Module, finetune: bool, train_pooler: bool) -> None:
-    """finetune: every weight trains. Otherwise leave what PELT made trainable, plus the head."""
+    """Called before PELT attaches. finetune: every weight trains. Otherwise the classifier trains and
+    the pooler only when train_pooler; apply_pelt then freezes the rest and opens its own tensors."""
     classifier, pooler = head_names(model)
     params = dict(model.named_parameters())
     if finetune:
@@ -144,7 +145,7 @@ def set_trainable(model: nn.Module, finetune: bool, train_pooler: bool) -> None:
     for name in classifier:
         params[name].requires_grad_(True)
     for name in pooler:
-        params[name].requires_grad_(train_pooler or params[name].requires_grad)
+        params[name].requires_grad_(train_pooler)
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
