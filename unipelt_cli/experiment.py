@@ -119,6 +119,10 @@ def is_pelt(model) -> bool:
     return hasattr(model, "pelt")
 
 
+def has_gates(model) -> bool:
+    return is_pelt(model) and bool(pelt.iter_gates(model))
+
+
 def saved_tensors(model) -> dict[str, torch.Tensor]:
     """What a run keeps: PELT tensors (prefix as fixed vectors) plus the trained head; or everything."""
     if not is_pelt(model):
@@ -182,7 +186,7 @@ def describe_params(report: dict) -> str:
 def evaluate_with_gates(model, encs: dict[str, Encoded], args) -> tuple[dict, dict]:
     """Metrics per split and, where the model has gates, mean/std of every gate per split."""
     metrics, stats = {}, {}
-    gated = is_pelt(model) and bool(pelt.iter_gates(model))
+    gated = has_gates(model)
     for name, enc in encs.items():
         if gated:
             pelt.reset_gate_stats(model)
@@ -242,8 +246,7 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:
         loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation)
         t0 = time.perf_counter()
         weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
-        gated = is_pelt(model) and bool(pelt.iter_gates(model))
-        splits = {"dev": data.dev, **data.tests} if gated else data.tests  # dev again only for gate stats
+        splits = {"dev": data.dev, **data.tests} if has_gates(model) else data.tests  # dev again only for gate stats
         tests, gates = evaluate_with_gates(model, splits, args)
         tests.pop("dev", None)
         test_seconds = time.perf_counter() - t0
