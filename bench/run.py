@@ -1,85 +1,151 @@
-"""Benchmarks, printed side by side from one process: `make bench` (or `python bench/run.py`).
+"""`make bench`: every benchmark figure, measured side by side in one process (the end-to-end runs
+in fresh child processes), printed and written to outputs/bench/figures.md.
 
-1. train-step time on identical SST-2 batches (fp32 and bf16 autocast), median of N steps;
-2. evaluation throughput (examples/s) on SST-2 dev, length-sorted batches under inference mode.
+    python bench/run.py                 # all sections (about 10 minutes on 2 cores)
+    python bench/run.py --update-docs   # also replace the figures block of docs/PERFORMANCE.md
+    python bench/run.py steps eval      # only some sections: steps, eval, lora, e2e
+    BENCH_ROUNDS=9 python bench/run.py  # more rounds of interleaved passes (default 5)
 
-Figures are medians; the machine is noisy, so compare ratios measured in the same run.
-Needs the real GLUE folder (UNIPELT_GLUE_DIR or ../shared/data/glue).
+Needs the real GLUE folder (UNIPELT_GLUE_DIR, or ../shared/data/glue beside the checkout).
+Figures are medians (min-max); compare ratios measured in the same run, not across runs.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
+import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from unipelt_cli import config
-from unipelt_cli.data.encode import batches
-from unipelt_cli.experiment import setup
-from unipelt_cli.train import evaluate, loss_fn, make_optimizer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-STEPS = int(os.environ.get("BENCH_STEPS", "12"))
-OUT = Path(os.environ.get("BENCH_OUTPUTS", "outputs/bench"))
+from bench import e2e, evaluation, steps  # noqa: E402
+from bench.common import BATCHES, OUT, PRESETS, fmt_spread, matmul_peak  # noqa: E402
 
-
-def glue_dir() -> str:
-    for candidate in (os.environ.get("UNIPELT_GLUE_DIR"), Path(__file__).resolve().parents[2] / "shared/data/glue"):
-        if candidate and Path(candidate, "SST-2", "train.tsv").is_file():
-            return str(candidate)
-    sys.exit("bench needs real GLUE: set UNIPELT_GLUE_DIR")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "PERFORMANCE.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def step_times(model, data, args, bf16: bool) -> list[float]:
-    """Seconds per optimisation step over the same batches (first two steps are warm-up)."""
-    optimizer, _ = make_optimizer(model, args, STEPS)
-    model.train()
-    train_batches = list(batches(data.train, args.batch_size, shuffle=True, seed=0))
-    times = []
-    for i in range(STEPS + 2):
-        _, batch = train_batches[i % len(train_batches)]
-        batch = dict(batch)
-        labels = batch.pop("labels")
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**batch).logits
-        loss_fn(logits, labels, args.regression).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    return times
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    flags = open("/proc/cpuinfo").read()
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return (f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"bf16 instructions: {', '.join(bf16) or 'none'}; python {platform.python_version()}")  # fmt: skip
+
+
+def section_steps(lines: list[str], peaks: dict) -> dict[str, float]:
+    rows = steps.method_steps(PRESETS, ROUNDS)
+    base = next(r for r in rows if r["method"] == "finetune" and r["precision"] == "fp32")["step"]["median"]
+    same = {p: next(r for r in rows if r["method"] == "finetune" and r["precision"] == p)["step"]["median"]
+            for p in ("fp32", "bf16")}  # fmt: skip
+    lines += [f"## 1. Train step on identical SST-2 K=100 batches (batch 16, length-grouped as in training: "
+              f"{rows[0]['tokens']:.0f} real of {rows[0]['padded']:.0f} padded tokens a batch)", "",
+              "| method | precision | ms per step, median (min-max) | vs finetune fp32 | vs finetune same precision |"
+              " GFLOP per step | achieved GFLOP/s | % of matmul peak |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    ratio_to_apl = {}
+    apl = {p: next(r for r in rows if r["method"] == "unipelt_apl" and r["precision"] == p)["step"]["median"]
+           for p in ("fp32", "bf16")}  # fmt: skip
+    for r in rows:
+        med = r["step"]["median"]
+        achieved = r["flops"] / med
+        lines.append(
+            f"| {r['method']} | {r['precision']} | {fmt_spread(r['step'], 1000)} | {med / base:.2f}x |"
+            f" {med / same[r['precision']]:.2f}x | {r['flops'] / 1e9:.2f} | {achieved / 1e9:.0f} |"
+            f" {100 * achieved / peaks[r['precision']]:.0f}% |"
+        )
+        if r["precision"] == "bf16":
+            ratio_to_apl[r["method"]] = med / apl["bf16"]
+    lines.append("")
+    return ratio_to_apl
+
+
+def section_eval(lines: list[str]) -> None:
+    lines += ["## 2. Evaluation throughput (GLUE dev, length-sorted batches of 32, inference mode)", "",
+              "| task | method | precision | examples | tokens | examples/s, median (min-max) |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = evaluation.throughput("sst2", ["finetune", "unipelt_apl"], repeat=3)
+    rows += evaluation.throughput("mnli", ["finetune", "unipelt_apl"], repeat=1)
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['method']} | {r['precision']} | {r['examples']} | {r['tokens']} |"
+                     f" {fmt_spread(r['per_second'])} |")  # fmt: skip
+    lines.append("")
+
+
+def section_e2e(lines: list[str], ratio_to_apl: dict[str, float]) -> None:
+    lines += [
+        "## 3. End to end: `unipelt train` in a fresh process (train, dev selection each epoch, test)",
+        "",
+        "| command | precision | wall s | train s | eval s | test metric |",
+        "|---|---|---|---|---|---|",
+    ]
+    for overrides in (["task=sst2", "budget=k100", "method=unipelt_apl"],
+                      ["task=sst2", "budget=k100", "method=unipelt_apl", "train.precision=fp32"],
+                      ["task=sst2", "budget=k100", "method=finetune", "train.precision=fp32"]):  # fmt: skip
+        r = e2e.train_wall(overrides)
+        lines.append(f"| `{r['command']}` | {r['precision']} | {r['wall']:.1f} | {r['train']:.1f} | {r['eval']:.1f} |"
+                     f" {r['metric']:.4f} |")  # fmt: skip
+    p = e2e.project("paper_lowres", ratio_to_apl)
+    lines += ["", f"Projection of `unipelt sweep +sweep=paper_lowres` ({p['runs']} runs, one after another, "
+              "no early stopping, default precision) from per-task costs measured now:", "",
+              "| task | APL step ms | dev ms/example | test ms/example | test rows | start s | projected hours |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for task, c in p["costs"].items():
+        lines.append(f"| {task} | {c['step'] * 1000:.0f} | {c['dev_s'] * 1000:.2f} | {c['test_s'] * 1000:.2f} |"
+                     f" {c['test_size']} | {c['start']:.1f} | {p['per_task'][task] / 3600:.1f} |")  # fmt: skip
+    lines += [
+        "",
+        f"**Whole grid: {p['total'] / 3600:.1f} hours** (upper bound: early stopping only shortens runs).",
+        "",
+    ]
+
+
+def section_lora(lines: list[str]) -> None:
+    rows = steps.lora_vs_peft(ROUNDS)
+    get = {(r["impl"], r["precision"]): r for r in rows}
+    peft_default = get[("peft lora", "fp32")]["step"]["median"]
+    lines += ["## 5. Our LoRA preset vs PEFT LoRA (same backbone, batches, r=8, alpha 16, query+value)", "",
+              "| implementation | precision | trainable | ms per step, median (min-max) | vs PEFT fp32 (its default) |"
+              " vs PEFT same precision |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        med = r["step"]["median"]
+        same = get[("peft lora", r["precision"])]["step"]["median"]
+        lines.append(f"| {r['impl']} | {r['precision']} | {r['trainable']:,} | {fmt_spread(r['step'], 1000)} |"
+                     f" {med / peft_default:.2f}x | {med / same:.2f}x |")  # fmt: skip
+    lines.append("")
 
 
 def main() -> None:
-    overrides = [f"data.dir={glue_dir()}", "task=sst2", "budget=k100"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {STEPS} steps per figure")
-    cfg = config.compose(overrides)
-    _, data, model, args = setup(cfg, OUT)
-    rows = []
-    for bf16 in (False, True):
-        t = step_times(model, data, args, bf16)
-        rows.append(("finetune", "bf16" if bf16 else "fp32", statistics.median(t), min(t), max(t)))
-    base = rows[0][2]
-    print("\n1. train step, SST-2 K=100 batches of", args.batch_size)
-    print(f"   {'method':<10} {'prec':<5} {'median s':>9} {'min':>7} {'max':>7} {'vs finetune fp32':>17}")
-    for method, prec, med, lo, hi in rows:
-        print(f"   {method:<10} {prec:<5} {med:9.4f} {lo:7.4f} {hi:7.4f} {med / base:16.2f}x")
-    print("\n2. evaluation throughput, SST-2 dev (872 examples)")
-    for bf16 in (False, True):
-        args.bf16 = bf16
-        runs = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            evaluate(model, data.tests["test"], args)
-            runs.append(len(data.tests["test"]) / (time.perf_counter() - t0))
-        print(
-            f"   {'bf16' if bf16 else 'fp32'}: median {statistics.median(runs):7.1f} examples/s "
-            f"(min {min(runs):.1f}, max {max(runs):.1f})"
-        )
+    t0 = time.perf_counter()
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    lines = [f"Machine: {machine()}.", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+             f" with `make bench` ({ROUNDS} rounds of one pass over {BATCHES} batches per configuration).", "",
+             f"## 4. Matrix-multiply peak in this process (best of 512/1024/2048 cubed, median of 9): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s,"
+             f" bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s. Achieved train-step FLOP/s are in section 1.", ""]  # fmt: skip
+    only = set(sys.argv[1:]) - {"--update-docs"}
+    ratio_to_apl: dict[str, float] = {}
+    for name, fn in (("steps", lambda: ratio_to_apl.update(section_steps(lines, peaks))),
+                     ("eval", lambda: section_eval(lines)),
+                     ("lora", lambda: section_lora(lines)),
+                     ("e2e", lambda: section_e2e(lines, ratio_to_apl))):  # fmt: skip
+        if not only or name in only:
+            fn()
+            print("\n".join(lines), flush=True) if name == "steps" else None
+    lines.append(f"(benchmark wall time {time.perf_counter() - t0:.0f} s)")
+    text = "\n".join(lines)
+    print(text)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "figures.md").write_text(text + "\n")
+    if "--update-docs" in sys.argv:
+        doc = DOCS.read_text()
+        head, _, rest = doc.partition(START)
+        _, _, tail = rest.partition(END)
+        DOCS.write_text(f"{head}{START}\n{text}\n{END}{tail}")
 
 
 if __name__ == "__main__":

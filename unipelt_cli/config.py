@@ -66,8 +66,10 @@ class TrainConfig:
     eval_every: int = 0  # steps between dev evaluations; 0 = once per epoch
     patience: int = 10  # stop after this many evaluations without a strict dev improvement
     max_grad_norm: float = 1.0
-    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where the CPU/GPU runs it natively)
+    precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the CPU/GPU runs it natively, else fp32)
     max_length: int = 128
+    fast_dropout: bool = True  # CPU: dropout masks from 16-bit random numbers (unipelt_cli/dropout.py)
+    length_grouping: int = 4  # training batches: chunks of this many batches are sorted by length; 1 = plain shuffle
     eval_batch_size: int = 32  # small batches are faster on CPU (cache), and cheap on GPU
     save_full_weights: bool = False  # finetune: keep the full model's weights (large)
 
@@ -111,7 +113,7 @@ CHOICES = {
     "train.precision": ("fp32", "bf16", "auto"),
     "runtime.device": ("auto", "cpu", "cuda"),
 }
-POSITIVE = ("train.lr", "train.batch_size", "train.max_length", "train.eval_batch_size")
+POSITIVE = ("train.lr", "train.batch_size", "train.max_length", "train.eval_batch_size", "train.length_grouping")
 NON_NEGATIVE = (
     "budget.dev_size",
     "train.epochs",

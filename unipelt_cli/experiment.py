@@ -18,6 +18,7 @@ from unipelt_cli import pelt, runs
 from unipelt_cli.data.encode import Encoded, encode
 from unipelt_cli.data.glue import load_task
 from unipelt_cli.data.kshot import kshot_indices, rows_hash
+from unipelt_cli.dropout import use_fast_dropout
 from unipelt_cli.errors import UserError
 from unipelt_cli.head import set_pooling
 from unipelt_cli.model import (
@@ -31,6 +32,7 @@ from unipelt_cli.model import (
     resolve_path,
     save_weights,
     set_trainable,
+    store_frozen_linears,
     trained_state,
 )
 from unipelt_cli.provenance import provenance
@@ -216,6 +218,7 @@ def loop_args(cfg, spec, device: torch.device, pad_id: int = 0) -> LoopArgs:
         seed=cfg.seed,
         device=device,
         bf16=use_bf16(t.precision, device),
+        group=t.length_grouping,
         pad_id=pad_id,
     )
 
@@ -231,7 +234,12 @@ def setup(cfg, outputs: Path):
     data = prepare_data(cfg, spec, tokenizer, cache_dir)
     seed_everything(cfg.seed)
     model = build_model(cfg, spec).to(device)
-    return spec, data, model, loop_args(cfg, spec, device, tokenizer.pad_token_id or 0)
+    args = loop_args(cfg, spec, device, tokenizer.pad_token_id or 0)
+    if args.bf16:
+        store_frozen_linears(model, torch.bfloat16)
+    if cfg.train.fast_dropout and device.type == "cpu":
+        use_fast_dropout(model)
+    return spec, data, model, args
 
 
 def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:

@@ -64,6 +64,7 @@ def export_run(run_dir: Path, out: Path, outputs: Path, n_check: int = 64) -> fl
     check_exportable(cfg)
     if not (run_dir / WEIGHTS_FILE).is_file():
         raise UserError(f"{run_dir} kept no weights: rerun it with train.save_full_weights=true to export it")
+    cfg.train.precision = "fp32"  # the export is a plain fp32 model: compare it with the run's model in fp32
     spec, data, model, args = setup(cfg, outputs)
     load_saved_tensors(model, run_dir / WEIGHTS_FILE)
     model.eval()

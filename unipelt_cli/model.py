@@ -154,6 +154,23 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
+def store_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
+    """Keep frozen nn.Linear weights and biases in `dtype` (bf16 under bf16 autocast). Returns how many.
+
+    Autocast rounds an fp32 weight to bf16 at every forward; rounding it once here gives the same
+    numbers and saves those casts (train and eval). Trainable tensors stay fp32 (the master copy).
+    """
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        for p in (module.weight, module.bias):
+            if p is not None and not p.requires_grad and p.dtype != dtype:
+                p.data = p.data.to(dtype)
+                count += 1
+    return count
+
+
 def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Detached copies of every trainable tensor: what a run saves and what selection restores."""
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

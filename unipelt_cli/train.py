@@ -45,6 +45,7 @@ class LoopArgs:
     seed: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
+    group: int = 1  # length-grouped training batches (see data.encode.batches)
     pad_id: int = 0  # the tokenizer's padding id (BERT 0, RoBERTa 1)
 
 
@@ -81,15 +82,15 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> tor
 def predict(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
     """Predictions in the order of `enc`: class ids, or scores for regression.
 
-    Batches are sorted by length, so little compute goes to padding.
+    Batches are sorted by length, so little compute goes to padding; no autograd state is kept.
     """
     model.eval()
     out = np.zeros(len(enc), dtype=np.float32 if args.regression else np.int64)
-    for idx, batch in batches(enc, args.eval_batch_size, shuffle=False, by_length=True, pad_id=args.pad_id):
-        batch = {k: v.to(args.device) for k, v in batch.items() if k != "labels"}
-        with autocast(args.device, args.bf16):
+    with autocast(args.device, args.bf16):  # one context: autocast casts each trainable weight once, not per batch
+        for idx, batch in batches(enc, args.eval_batch_size, shuffle=False, by_length=True, pad_id=args.pad_id):
+            batch = {k: v.to(args.device) for k, v in batch.items() if k != "labels"}
             logits = model(**batch).logits.float()
-        out[idx] = (logits.squeeze(-1) if args.regression else logits.argmax(-1)).cpu().numpy()
+            out[idx] = (logits.squeeze(-1) if args.regression else logits.argmax(-1)).cpu().numpy()
     return out
 
 
@@ -105,7 +106,8 @@ def total_steps(n_train: int, args: LoopArgs) -> int:
 
 def make_optimizer(model, args: LoopArgs, steps: int):
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    fused = all(p.dtype in (torch.float32, torch.bfloat16) for p in params)  # one kernel for all tensors
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, fused=fused)
     warmup = int(args.warmup_ratio * steps)
 
     def schedule(step: int) -> float:
@@ -138,7 +140,7 @@ def fit(
     while step < steps and not stopped_early:
         model.train()
         for _, batch in batches(
-            train, args.batch_size, shuffle=True, seed=args.seed * 100_003 + epoch, pad_id=args.pad_id
+            train, args.batch_size, shuffle=True, seed=args.seed * 100_003 + epoch, group=args.group, pad_id=args.pad_id
         ):
             batch = {k: v.to(args.device) for k, v in batch.items()}
             labels = batch.pop("labels")
@@ -149,7 +151,7 @@ def fit(
                 raise Diverged(f"loss became {loss.item()} at step {step + 1}")
             loss.backward()
             if args.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

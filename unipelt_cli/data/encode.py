@@ -129,22 +129,30 @@ def batches(
     shuffle: bool,
     seed: int | None = None,
     by_length: bool = False,
+    group: int = 1,
     pad_id: int = 0,
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Yield (indices into enc, batch) with input_ids/attention_mask/[token_type_ids]/labels.
 
     shuffle: order from np.random.default_rng(seed).permutation (deterministic for a seed).
+    group (with shuffle): length-grouped batches. The permutation is cut into chunks of
+      group * batch_size rows, each chunk is sorted by length and cut into batches, and the batches
+      are shuffled. Rows of like length share a batch (less padding) while batch membership still
+      changes with the seed. group=1 is the plain shuffle.
     by_length: longest rows first, for evaluation (little padding, and an out-of-memory error shows
     up on the first batch); map predictions back with the yielded indices.
     Labels are long for class ids, float32 for regression scores.
     """
     if shuffle and by_length:
         raise ValueError("batches: shuffle and by_length are exclusive")
-    if batch_size <= 0:
-        raise ValueError(f"batches: batch_size must be positive, got {batch_size}")
+    if batch_size <= 0 or group <= 0:
+        raise ValueError(f"batches: batch_size and group must be positive, got {batch_size} and {group}")
     n = len(enc)
     if shuffle:
-        order = np.random.default_rng(seed).permutation(n)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(n)
+        if group > 1:
+            order = _length_grouped(order, enc.lengths(), batch_size, group, rng)
     elif by_length:
         order = np.argsort(-enc.lengths(), kind="stable")
     else:
@@ -168,3 +176,19 @@ def batches(
         labels = enc.labels[idx]
         batch["labels"] = torch.from_numpy(labels.astype(np.float32 if regression else np.int64))
         yield idx, batch
+
+
+def _length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, group: int, rng) -> np.ndarray:
+    """`order` regrouped: chunks of group * batch_size sorted by length, cut into batches, batches shuffled.
+    The last, short batch (if any) stays last, so every other batch has batch_size rows."""
+    chunk = group * batch_size
+    parts = []
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        parts.append(rows[np.argsort(-lengths[rows], kind="stable")])
+    regrouped = np.concatenate(parts) if parts else order
+    full = len(regrouped) // batch_size
+    cut = [regrouped[i * batch_size : (i + 1) * batch_size] for i in range(full)]
+    tail = regrouped[full * batch_size :]
+    cut = [cut[i] for i in rng.permutation(full)]
+    return np.concatenate([*cut, tail]) if cut or len(tail) else regrouped
