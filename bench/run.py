@@ -125,8 +125,9 @@ def main() -> None:
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     lines = [f"Machine: {machine()}.", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
              f" with `make bench` ({ROUNDS} rounds of one pass over {BATCHES} batches per configuration).", "",
-             f"## 4. Matrix-multiply peak in this process (best of 512/1024/2048 cubed, median of 9): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s,"
-             f" bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s. Achieved train-step FLOP/s are in section 1.", ""]  # fmt: skip
+             "## 4. Matrix-multiply peak in this process (best of 512/1024/2048 cubed, median of 9):"
+             f" fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s.",
+             "Achieved train-step FLOP/s are in section 1.", ""]  # fmt: skip
     only = set(sys.argv[1:]) - {"--update-docs"}
     ratio_to_apl: dict[str, float] = {}
     for name, fn in (("steps", lambda: ratio_to_apl.update(section_steps(lines, peaks))),

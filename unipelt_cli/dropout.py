@@ -5,8 +5,9 @@
 
 torch's CPU dropout draws one 32-bit Mersenne-Twister number per element, serially: on a 2-core CPU
 that was ~14% of a UniPELT train step. Here one 64-bit draw gives four 16-bit numbers (the range
-excludes one of 2^64 values), 4x fewer draws; the op measured 2.5x faster than F.dropout. The drop rate is p rounded to a multiple of 1/65536
-(0.1 -> 0.100006), and the mask comes from torch's seeded generator, so runs stay reproducible.
+excludes one of 2^64 values), 4x fewer draws; the op measured 2.5x faster than F.dropout.
+The drop rate is p rounded to a multiple of 1/65536 (0.1 -> 0.100006), and the mask comes from
+torch's seeded generator, so runs stay reproducible.
 Attention-probability dropout inside SDPA is left to torch.
 """
 
