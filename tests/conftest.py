@@ -101,5 +101,6 @@ def tiny_overrides(backbone: Path, glue: Path, *extra: str) -> list[str]:
         "train.epochs=3",
         "train.batch_size=8",
         "train.max_length=16",
+        *([] if any(e.startswith("method=") for e in extra) else ["method=finetune"]),
         *extra,
     ]

@@ -209,10 +209,9 @@ def test_cli_filters_and_no_files(runs_root, tmp_path):
 
 def test_cli_on_an_empty_folder(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path), "--format", "json", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["summary"]["runs"] == 0
-    assert "no runs found" in result.stderr
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted([*FILES.values(), LONG_CSV])
+    assert result.exit_code == 2, result.output
+    assert "no finished runs in" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing written for nothing
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,5 @@
 from unipelt_cli.cli import main
 
-main()
+import sys
+
+sys.exit(main())

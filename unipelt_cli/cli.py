@@ -91,9 +91,15 @@ def train(
     cfg: Annotated[bool, typer.Option("--cfg", help="Print the composed config and exit.")] = False,
     outputs: OutputsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rerun even if this exact run already finished.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue a stopped run from its last checkpoint (runtime.checkpoint_every)."),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train one run: compose the config, train, select on dev, test, write outputs/runs/<run>/."""
+    if force and resume:
+        raise UserError("--force starts the run again from the beginning and --resume continues it: pass one of them")
     from unipelt_cli import config as config_mod
     from unipelt_cli import runs
 
@@ -127,7 +133,7 @@ def train(
 
         reporter = Reporter(run_dir / runs.LOG_FILE, quiet=quiet, metric=composed.task.metric)
         try:
-            result = train_run(composed, run_dir, out, reporter)
+            result = train_run(composed, run_dir, out, reporter, resume=resume)
         finally:
             reporter.close()
     finally:
@@ -229,8 +235,24 @@ def _load_commands() -> None:
 _load_commands()
 
 
-def main() -> None:
-    app(prog_name="unipelt")
+def main(argv: list[str] | None = None) -> int:
+    """The console script. Usage mistakes (unknown option, missing argument) also end in one line."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        code = app(args=argv, prog_name="unipelt", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help())
+        return 0
+    except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f"unipelt {ctx.info_name} -h" if ctx is not None and ctx.parent is not None else "unipelt -h"
+        typer.echo(f"error: {exc.format_message().rstrip('.')}: see {where}", err=True)
+        return 2
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

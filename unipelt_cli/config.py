@@ -86,7 +86,8 @@ class RuntimeConfig:
 
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    cache_dir: Optional[str] = None  # tokenisation cache; null = <outputs>/cache
+    cache_dir: Optional[str] = None  # tokenisation cache inside the outputs folder; null = <outputs>/cache
+    checkpoint_every: int = 500  # steps between checkpoints for --resume (0 = none); deleted when the run ends
 
 
 @dataclass
@@ -115,6 +116,7 @@ CHOICES = {
 }
 POSITIVE = ("train.lr", "train.batch_size", "train.max_length", "train.eval_batch_size", "train.length_grouping")
 NON_NEGATIVE = (
+    "runtime.checkpoint_every",
     "budget.dev_size",
     "train.epochs",
     "train.max_steps",
@@ -213,10 +215,12 @@ def _explain(exc: Exception) -> str:
     return f"bad config override: {first}: check it against: unipelt train --cfg"
 
 
-def compose(overrides: list[str] | None = None):
-    """Compose the typed config from `conf/` plus command-line overrides; UserError on any mistake."""
+def compose(overrides: list[str] | None = None, strict: bool = True):
+    """Compose the typed config from `conf/` plus command-line overrides; UserError on any mistake.
+    strict: also refuse options of submodules the method does not enable (a sweep over methods
+    sets `pelt.lora.rank=16` for all of them, so sweeps pass strict=False)."""
     with composer() as compose_one:
-        return compose_one(overrides)
+        return compose_one(overrides, strict)
 
 
 @contextmanager
@@ -230,7 +234,7 @@ def composer():
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    def compose_one(overrides: list[str] | None = None):
+    def compose_one(overrides: list[str] | None = None, strict: bool = False):
         overrides = list(overrides or [])
         for ov in overrides:
             if ov.lstrip("+~").startswith("sweep="):
@@ -243,6 +247,8 @@ def composer():
             raise UserError(_explain(exc)) from None
         _reject_unknown_keys(cfg)
         validate(cfg)
+        if strict:
+            _reject_options_of_disabled(cfg, overrides)
         return cfg
 
     _register_schema()
@@ -265,6 +271,21 @@ def _reject_unknown_keys(cfg) -> None:
         OmegaConf.merge(schema, OmegaConf.to_container(cfg))
     except OmegaConfBaseException as exc:
         raise UserError(_explain(exc)) from None
+
+
+def _reject_options_of_disabled(cfg, overrides: list[str]) -> None:
+    """An override that sets an option (a gate, a rank, ...) of a submodule the run does not enable
+    would be silently ignored: `method=lora pelt.prefix.gate=true` is a mistake, say so."""
+    for ov in overrides:
+        key = ov.lstrip("+~").split("=", 1)[0]
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "pelt" and parts[2] != "enabled":
+            opts = cfg.pelt.get(parts[1])
+            if hasattr(opts, "get") and not opts.get("enabled", True):
+                raise UserError(
+                    f"{ov} sets an option of {parts[1]}, which method {cfg.method.name} does not enable: "
+                    f"add pelt.{parts[1]}.enabled=true or pick a method that has it (e.g. method=unipelt_apl)"
+                )
 
 
 def validate(cfg) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from unipelt_cli import checkpoint, pelt, runs
 from unipelt_cli import config as config_mod
-from unipelt_cli import pelt, runs
 from unipelt_cli.data.encode import Encoded, encode
 from unipelt_cli.data.glue import load_task
 from unipelt_cli.data.kshot import kshot_indices, rows_hash
@@ -230,7 +230,7 @@ def setup(cfg, outputs: Path):
     device = pick_device(cfg.runtime.device)
     spec = config_mod.task_spec(cfg)
     tokenizer = load_tokenizer(cfg.backbone.name_or_path, cfg.backbone.trust_remote_code)
-    cache_dir = Path(cfg.runtime.cache_dir) if cfg.runtime.cache_dir else outputs / "cache"
+    cache_dir = runs.inside(outputs, cfg.runtime.cache_dir or "cache", "runtime.cache_dir")
     data = prepare_data(cfg, spec, tokenizer, cache_dir)
     seed_everything(cfg.seed)
     model = build_model(cfg, spec).to(device)
@@ -242,24 +242,36 @@ def setup(cfg, outputs: Path):
     return spec, data, model, args
 
 
-def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:
-    """Train, select on dev, test; write weights and result.json. Returns the result."""
+def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False) -> dict:
+    """Train, select on dev, test; write weights and result.json. Returns the result.
+    resume: continue from the run's checkpoint when it has one (else start from the beginning)."""
     config_hash = config_mod.config_hash(cfg)
-    runs.atomic_write(run_dir / runs.CONFIG_FILE, config_mod.to_yaml(cfg))
-    runs.write_status(run_dir, "running", started=time.time())
+    try:
+        runs.atomic_write(run_dir / runs.CONFIG_FILE, config_mod.to_yaml(cfg))
+        runs.write_status(run_dir, "running", started=time.time())
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to {run_dir} ({exc.strerror or exc}): free disk space or fix permissions"
+        ) from None
+    ckpt_path = run_dir / checkpoint.FILE
     try:
         spec, data, model, args = setup(cfg, outputs)
+        args.checkpoint_every, args.checkpoint_path = cfg.runtime.checkpoint_every, ckpt_path
+        state = checkpoint.load(ckpt_path) if resume else None
         params = param_breakdown(model)
         reporter.start(run_dir, describe_params(params), data.info, args)
-        loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation)
+        if resume:
+            found = (
+                f"resuming from the checkpoint at step {state['step']}" if state else "no checkpoint: from the start"
+            )
+            reporter.note(found)
+        loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation, resume=state)
         t0 = time.perf_counter()
         weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
         splits = {"dev": data.dev, **data.tests} if has_gates(model) else data.tests  # dev again only for gate stats
         tests, gates = evaluate_with_gates(model, splits, args)
         tests.pop("dev", None)
         test_seconds = time.perf_counter() - t0
-        if weights is not None:
-            save_weights(weights, run_dir / WEIGHTS_FILE)
     except Diverged as exc:
         runs.write_status(run_dir, "diverged", error=str(exc), finished=time.time())
         raise UserError(f"run diverged ({exc}): lower train.lr or try train.precision=fp32") from None
@@ -301,9 +313,29 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter) -> dict:
         "data": data.info,
         "provenance": provenance(args.device),
     }
-    runs.write_json(run_dir / runs.RESULT_FILE, result)
+    save_outputs(run_dir, result, weights)
+    ckpt_path.unlink(missing_ok=True)
     runs.write_status(run_dir, "done", finished=time.time())
     return result
+
+
+def save_outputs(run_dir: Path, result: dict, weights: dict | None) -> None:
+    """Weights, then result.json, each to a temporary name first: a failed write (disk full,
+    permissions) leaves a previous result and its weights as they were, and marks the run failed."""
+    new_weights = run_dir / f".{WEIGHTS_FILE}.new"
+    try:
+        if weights is not None:
+            save_weights(weights, new_weights)
+        runs.write_json(run_dir / runs.RESULT_FILE, result)
+        if weights is not None:
+            new_weights.replace(run_dir / WEIGHTS_FILE)
+    except OSError as exc:
+        new_weights.unlink(missing_ok=True)
+        reason = f"could not save the results ({exc.strerror or exc})"
+        runs.write_status(run_dir, "failed", error=reason, finished=time.time())
+        raise UserError(
+            f"{reason} in {run_dir}: free disk space or fix permissions, then run the same command again"
+        ) from None
 
 
 def pelt_summary(cfg) -> dict:

@@ -51,6 +51,9 @@ class Reporter:
             self.progress.start()
             self.task = self.progress.add_task("train", total=None, loss="-", dev="-")
 
+    def note(self, text: str) -> None:
+        self._line(text)
+
     def step(self, step: int, total: int, loss: float) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, total=total, loss=f"{loss:.4f}", dev=self.last_dev)

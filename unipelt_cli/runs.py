@@ -33,6 +33,16 @@ def outputs_dir(path: str | os.PathLike | None) -> Path:
     return Path(path or os.environ.get("UNIPELT_OUTPUTS") or "outputs").expanduser()
 
 
+def inside(outputs: Path, path: str, key: str) -> Path:
+    """`path` (relative to the outputs folder, or absolute) if it lies inside the outputs folder:
+    nothing a config says makes unipelt write elsewhere."""
+    root = Path(outputs).expanduser().resolve()
+    target = (root / Path(path).expanduser()).resolve()
+    if target != root and root not in target.parents:
+        raise UserError(f"{key}={path} is outside the outputs folder {root}: use a path under it (or --outputs DIR)")
+    return target
+
+
 def run_name(cfg, config_hash: str) -> str:
     budget = "full" if cfg.budget.k is None else f"k{cfg.budget.k}"  # the real K, even when overridden
     return f"{cfg.task.name}-{cfg.method.name}-{budget}-s{cfg.seed}-d{cfg.data_seed}-{config_hash[:8]}"

@@ -14,11 +14,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from unipelt_cli import checkpoint
 from unipelt_cli.data.encode import Encoded, batches
 from unipelt_cli.metrics import compute_metrics
 from unipelt_cli.model import restore_state, trained_state
@@ -46,6 +48,8 @@ class LoopArgs:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
     group: int = 1  # length-grouped training batches (see data.encode.batches)
+    checkpoint_every: int = 0  # steps between checkpoints (0 = none); needs checkpoint_path
+    checkpoint_path: Path | None = None
     pad_id: int = 0  # the tokenizer's padding id (BERT 0, RoBERTa 1)
 
 
@@ -125,8 +129,10 @@ def fit(
     args: LoopArgs,
     on_step: Callable[[int, int, float], None] | None = None,
     on_eval: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
 ) -> LoopResult:
-    """Train with early stopping on `dev`; leaves the best-on-dev tensors in `model`."""
+    """Train with early stopping on `dev`; leaves the best-on-dev tensors in `model`.
+    `resume`: a state from checkpoint.load, to continue where it was saved."""
     steps = total_steps(len(train), args)
     optimizer, scheduler = make_optimizer(model, args, steps)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -135,13 +141,25 @@ def fit(
     primary = args.metric
     best, best_step, best_state, bad_evals = None, 0, None, 0
     history: list[dict] = []
-    step, epoch, stopped_early = 0, 0, False
+    step, epoch, skip, stopped_early = 0, 0, 0, False
     t0, eval_seconds = time.perf_counter(), 0.0
+    if resume is not None:
+        restore_state(model, resume["trained"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        step, epoch, skip = resume["step"], resume["epoch"], resume["batches_done"]
+        best, best_step, best_state = resume["best"], resume["best_step"], resume["best_state"]
+        bad_evals, history = resume["bad_evals"], resume["history"]
+        t0, eval_seconds = t0 - resume["train_seconds"] - resume["eval_seconds"], resume["eval_seconds"]
+        checkpoint.set_rng_state(resume["rng"])
     while step < steps and not stopped_early:
         model.train()
-        for _, batch in batches(
+        epoch_batches = batches(
             train, args.batch_size, shuffle=True, seed=args.seed * 100_003 + epoch, group=args.group, pad_id=args.pad_id
-        ):
+        )
+        for done_in_epoch, (_, batch) in enumerate(epoch_batches, start=1):
+            if done_in_epoch <= skip:  # resumed: these batches were trained before the checkpoint
+                continue
             batch = {k: v.to(args.device) for k, v in batch.items()}
             labels = batch.pop("labels")
             with autocast(args.device, args.bf16):
@@ -176,6 +194,16 @@ def fit(
                     stopped_early = True
             if step >= steps or stopped_early:
                 break
+            if args.checkpoint_every and step % args.checkpoint_every == 0:
+                elapsed = time.perf_counter() - t0
+                checkpoint.save(args.checkpoint_path, {
+                    "step": step, "epoch": epoch, "batches_done": done_in_epoch,
+                    "trained": trained_state(model), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "best": best, "best_step": best_step,
+                    "best_state": best_state, "bad_evals": bad_evals, "history": history,
+                    "train_seconds": elapsed - eval_seconds, "eval_seconds": eval_seconds,
+                })  # fmt: skip
+        skip = 0
         epoch += 1
     restore_state(model, best_state)
     return LoopResult(

@@ -78,10 +78,15 @@ def report_cmd(
     source = Path(folders[0]) if folders else runs.outputs_dir(outputs)
     merged = tuple(dict.fromkeys((*aggregate.DEFAULT_MERGE, *(merge or []))))
     report = build(source, filters, select=select, merge=merged, compare_paper=compare_paper)
+    if not report.runs:
+        matching = f" matching {' '.join(filters)}" if filters else ""
+        skipped = f" ({len(report.warnings)} skipped, first: {report.warnings[0]})" if report.warnings else ""
+        raise UserError(
+            f"no finished runs in {source}{matching}{skipped}: point to a folder of finished runs "
+            "(--outputs DIR or a results/ folder) or loosen the filters"
+        )
     for line in report.warnings:
         typer.echo(f"warning: {line}", err=True)
-    if not report.runs:
-        typer.echo(f"warning: no runs found in {source} (after filters)", err=True)
 
     images = []
     if not no_files:

@@ -93,7 +93,7 @@ def _train(spec: JobSpec, run_dir: Path, outputs: Path, started: float) -> dict:
 
     training = False
     try:
-        cfg = config.compose([*spec.overrides, *spec.runtime])
+        cfg = config.compose([*spec.overrides, *spec.runtime], strict=False)
         run_id = runs.run_name(cfg, config.config_hash(cfg))
         if run_id != spec.run_id:
             raise RuntimeError(
@@ -106,7 +106,9 @@ def _train(spec: JobSpec, run_dir: Path, outputs: Path, started: float) -> dict:
         reporter = Reporter(run_dir / runs.LOG_FILE, quiet=True, metric=cfg.task.metric)
         training = True
         try:
-            result = train_run(cfg, run_dir, outputs, reporter)
+            result = train_run(
+                cfg, run_dir, outputs, reporter, resume=True
+            )  # a retried run goes on from its checkpoint
         finally:
             reporter.close()
     except KeyboardInterrupt:
