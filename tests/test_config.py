@@ -29,7 +29,8 @@ def test_every_yaml_composes(group, option):
 
 def test_defaults():
     cfg = config.compose([])
-    assert (cfg.task.name, cfg.budget.k, cfg.method.name, cfg.backbone.name) == ("sst2", 100, "unipelt_apl", "minilm-l6")
+    names = (cfg.task.name, cfg.budget.k, cfg.method.name, cfg.backbone.name)
+    assert names == ("sst2", 100, "unipelt_apl", "minilm-l6")
     assert cfg.data_seed == cfg.seed == 1
     assert cfg.train.max_length == 128 and cfg.train.patience == 10
     assert (cfg.train.precision, cfg.train.length_grouping, cfg.train.fast_dropout) == ("auto", 4, True)

@@ -1,5 +1,5 @@
-from unipelt_cli.cli import main
-
 import sys
+
+from unipelt_cli.cli import main
 
 sys.exit(main())
