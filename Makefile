@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-run: install ## train the default run: full fine-tuning of MiniLM on SST-2 with K=100
+run: install ## train the default run: UniPELT (APL) on MiniLM, SST-2, K=100
 	$(VENV)/bin/unipelt train task=sst2
 
 test: install ## run the test suite (unit tests on tiny models, a few on the real backbone and data)

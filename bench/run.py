@@ -3,7 +3,7 @@ in fresh child processes), printed and written to outputs/bench/figures.md.
 
     python bench/run.py                 # all sections (about 10 minutes on 2 cores)
     python bench/run.py --update-docs   # also replace the figures block of docs/PERFORMANCE.md
-    python bench/run.py steps eval      # only some sections: steps, eval, lora, e2e
+    python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, e2e
     BENCH_ROUNDS=9 python bench/run.py  # more rounds of interleaved passes (default 5)
 
 Needs the real GLUE folder (UNIPELT_GLUE_DIR, or ../shared/data/glue beside the checkout).
@@ -63,6 +63,21 @@ def section_steps(lines: list[str], peaks: dict) -> dict[str, float]:
             ratio_to_apl[r["method"]] = med / apl["bf16"]
     lines.append("")
     return ratio_to_apl
+
+
+def section_ablation(lines: list[str]) -> None:
+    rows = steps.ablation("unipelt_apl", ROUNDS)
+    base = rows[0]["step"]["median"]
+    lines += [
+        "### 1b. What moves the UniPELT APL step (one speed path off at a time)",
+        "",
+        "| setting | padded tokens a batch | ms per step, median (min-max) | vs defaults |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r['padded']:.0f} | {fmt_spread(r['step'], 1000)} |"
+                     f" {r['step']['median'] / base:.2f}x |")  # fmt: skip
+    lines.append("")
 
 
 def section_eval(lines: list[str]) -> None:
@@ -131,6 +146,7 @@ def main() -> None:
     only = set(sys.argv[1:]) - {"--update-docs"}
     ratio_to_apl: dict[str, float] = {}
     for name, fn in (("steps", lambda: ratio_to_apl.update(section_steps(lines, peaks))),
+                     ("ablation", lambda: section_ablation(lines)),
                      ("eval", lambda: section_eval(lines)),
                      ("lora", lambda: section_lora(lines)),
                      ("e2e", lambda: section_e2e(lines, ratio_to_apl))):  # fmt: skip

@@ -87,6 +87,31 @@ def method_steps(presets: list[str], rounds: int, task: str = "sst2") -> list[di
     ]
 
 
+ABLATIONS = {
+    "defaults (bf16, grouped batches, fast dropout)": [],
+    "plain shuffled batches (train.length_grouping=1)": ["train.length_grouping=1"],
+    "torch dropout (train.fast_dropout=false)": ["train.fast_dropout=false"],
+    "fp32 (train.precision=fp32)": ["train.precision=fp32"],
+}
+
+
+def ablation(method: str, rounds: int) -> list[dict]:
+    """One method's step with each speed path switched off in turn; each row on its own batches
+    (the first BATCHES batches of the same seed as that setting forms them)."""
+    steppers = {}
+    for name, overrides in ABLATIONS.items():
+        _, data, model, args = build("task=sst2", f"method={method}", *overrides)
+        batches = train_batches(data, args, BATCHES)
+        steppers[name] = Stepper(model, args, batches)
+        steppers[name].one_pass()  # warm-up
+    times = interleaved(steppers, rounds)
+    return [
+        {"setting": name, "step": spread(times[name]),
+         "padded": sum(b["attention_mask"].numel() for b in s.batches) / len(s.batches)}
+        for name, s in steppers.items()
+    ]  # fmt: skip
+
+
 def peft_lora(base_model, r: int = 8, alpha: int = 16):
     """PEFT's LoRA at its defaults for sequence classification, on query and value like our preset."""
     from peft import LoraConfig, TaskType, get_peft_model

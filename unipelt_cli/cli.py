@@ -22,7 +22,7 @@ app = typer.Typer(
         "Run, compare and extend parameter-efficient tuning (UniPELT, adapters, prefix-tuning, LoRA, "
         "BitFit, fine-tuning) on GLUE.\n\n"
         "Examples:\n\n"
-        "  unipelt train task=sst2                      # fine-tune MiniLM on SST-2, K=100\n\n"
+        "  unipelt train task=sst2                      # UniPELT (APL) on MiniLM, SST-2, K=100\n\n"
         "  unipelt train task=rte budget=k500 seed=3    # another task, budget and seed\n\n"
         "  unipelt train --cfg task=stsb train.lr=1e-4  # print the composed config only\n\n"
         "  unipelt ls task                              # what can go after task=\n\n"
