@@ -130,6 +130,16 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, tiny_backbone
     assert "0 done, 2 skipped (already finished), 1 failed" in retry.output
 
 
+def test_a_diverging_run_is_recorded_and_the_sweep_carries_on(tmp_path, tiny_backbone, tiny_glue):
+    out = tmp_path / "out"
+    # train.lr=1e30: the first AdamW step makes weights ~1e30 and the next loss NaN
+    result = sweep(out, tiny_backbone, tiny_glue, "train.lr=1e30,1e-3", expect=1)
+    assert "1 done, 0 skipped (already finished), 1 failed" in result.output
+    by_state = {status(d): d for d in run_dirs(out)}
+    assert sorted(by_state) == ["diverged", "done"]
+    assert (by_state["done"] / "result.json").is_file() and not (by_state["diverged"] / "result.json").exists()
+    assert "diverged: loss became" in sweep(out, tiny_backbone, tiny_glue, "train.lr=1e30,1e-3", "-n").output
+
 def test_kill_9_mid_run_then_resume_completes_every_run_once(tmp_path, tiny_backbone, tiny_glue):
     out = tmp_path / "out"
     grid = ("task=sst2", "seed=1,2,3")
