@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from conftest import tiny_overrides
+
 from unipelt_cli.cli import main
 
 BLOW_UP = "train.lr=1e30"  # the first AdamW step makes weights ~1e30: attention scores overflow to inf/NaN
@@ -23,4 +24,3 @@ def test_train_stops_with_status_diverged(tmp_path, tiny_backbone, tiny_glue, ca
     status = state(run_dir)
     assert status["state"] == "diverged" and status["error"].startswith("loss became")
     assert not (run_dir / "result.json").exists()
-

@@ -140,6 +140,7 @@ def test_a_diverging_run_is_recorded_and_the_sweep_carries_on(tmp_path, tiny_bac
     assert (by_state["done"] / "result.json").is_file() and not (by_state["diverged"] / "result.json").exists()
     assert "diverged: loss became" in sweep(out, tiny_backbone, tiny_glue, "train.lr=1e30,1e-3", "-n").output
 
+
 def test_kill_9_mid_run_then_resume_completes_every_run_once(tmp_path, tiny_backbone, tiny_glue):
     out = tmp_path / "out"
     grid = ("task=sst2", "seed=1,2,3")
