@@ -138,6 +138,29 @@ def test_batches_pad_to_longest_in_batch():
     assert out[1][1]["input_ids"].shape == (2, 4)
 
 
+def test_batches_pad_to_a_fixed_width():
+    """pad_to (gate_pooling=all, as the original code) pads every batch to that width, never less."""
+    enc = toy([3, 5, 2, 4])
+    widths = [b["input_ids"].shape[1] for _, b in batches(enc, 2, shuffle=False, pad_to=8)]
+    assert widths == [8, 8]
+    (_, b), _ = batches(enc, 2, shuffle=False, pad_to=8)
+    assert b["attention_mask"][0].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert [b["input_ids"].shape[1] for _, b in batches(enc, 2, shuffle=False, pad_to=4)] == [5, 4]
+
+
+def test_all_position_gates_pad_to_max_length():
+    from unipelt_cli import config
+    from unipelt_cli.experiment import loop_args
+
+    def pad_to(*overrides):
+        cfg = config.compose(list(overrides))
+        return loop_args(cfg, config.task_spec(cfg), torch.device("cpu")).pad_to
+
+    assert pad_to() == 0  # masked pooling: dynamic padding
+    assert pad_to("pelt.gate_pooling=all") == 128
+    assert pad_to("pelt.gate_pooling=all", "train.max_length=64") == 64
+
+
 def test_batches_regression_labels_and_no_token_types():
     enc = toy([2, 3, 1], labels=np.array([0.5, 4.0, 2.5], dtype=np.float32), token_types=False)
     ((idx, b),) = list(batches(enc, 8, shuffle=False))

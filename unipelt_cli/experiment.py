@@ -220,6 +220,8 @@ def loop_args(cfg, spec, device: torch.device, pad_id: int = 0) -> LoopArgs:
         bf16=use_bf16(t.precision, device),
         group=t.length_grouping,
         pad_id=pad_id,
+        # the original code's gate formula averages over all max_length padded positions
+        pad_to=t.max_length if cfg.pelt.gate_pooling == "all" else 0,
     )
 
 

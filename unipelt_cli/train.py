@@ -51,6 +51,7 @@ class LoopArgs:
     checkpoint_every: int = 0  # steps between checkpoints (0 = none); needs checkpoint_path
     checkpoint_path: Path | None = None
     pad_id: int = 0  # the tokenizer's padding id (BERT 0, RoBERTa 1)
+    pad_to: int = 0  # pad batches to this width (gate_pooling=all: max_length, as the original code)
 
 
 @dataclass
@@ -91,7 +92,9 @@ def predict(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
     model.eval()
     out = np.zeros(len(enc), dtype=np.float32 if args.regression else np.int64)
     with autocast(args.device, args.bf16):  # one context: autocast casts each trainable weight once, not per batch
-        for idx, batch in batches(enc, args.eval_batch_size, shuffle=False, by_length=True, pad_id=args.pad_id):
+        for idx, batch in batches(
+            enc, args.eval_batch_size, shuffle=False, by_length=True, pad_id=args.pad_id, pad_to=args.pad_to
+        ):
             batch = {k: v.to(args.device) for k, v in batch.items() if k != "labels"}
             logits = model(**batch).logits.float()
             out[idx] = (logits.squeeze(-1) if args.regression else logits.argmax(-1)).cpu().numpy()
@@ -155,7 +158,13 @@ def fit(
     while step < steps and not stopped_early:
         model.train()
         epoch_batches = batches(
-            train, args.batch_size, shuffle=True, seed=args.seed * 100_003 + epoch, group=args.group, pad_id=args.pad_id
+            train,
+            args.batch_size,
+            shuffle=True,
+            seed=args.seed * 100_003 + epoch,
+            group=args.group,
+            pad_id=args.pad_id,
+            pad_to=args.pad_to,
         )
         for done_in_epoch, (_, batch) in enumerate(epoch_batches, start=1):
             if done_in_epoch <= skip:  # resumed: these batches were trained before the checkpoint

@@ -131,6 +131,7 @@ def batches(
     by_length: bool = False,
     group: int = 1,
     pad_id: int = 0,
+    pad_to: int = 0,
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Yield (indices into enc, batch) with input_ids/attention_mask/[token_type_ids]/labels.
 
@@ -141,6 +142,8 @@ def batches(
       changes with the seed. group=1 is the plain shuffle.
     by_length: longest rows first, for evaluation (little padding, and an out-of-memory error shows
     up on the first batch); map predictions back with the yielded indices.
+    pad_to: pad every batch to at least this width (the original UniPELT code padded to 128, and its
+      gates average over every position; `pelt.gate_pooling=all` uses this to match it exactly).
     Labels are long for class ids, float32 for regression scores.
     """
     if shuffle and by_length:
@@ -161,7 +164,7 @@ def batches(
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         rows = [enc.input_ids[i] for i in idx]
-        width = max(len(r) for r in rows)
+        width = max(pad_to, *(len(r) for r in rows))
         ids = np.full((len(idx), width), pad_id, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
         for j, r in enumerate(rows):

@@ -6,8 +6,9 @@
 Pooling over tokens:
     "masked"  real tokens only (the batch's padding mask). Our default: with dynamic padding,
               pooling over every position would make the gate depend on how long the batch was padded.
-    "all"     every position of the padded batch, padding included: the original code's formula
-              (it always padded to 128).
+    "all"     every position of the padded batch, padding included: the original code's formula.
+              The original always padded to 128, so with "all" batches are padded to
+              train.max_length (slower, but each gate then averages over the same positions).
 
 Statistics: with `collecting` on, an eval-mode forward adds the per-example gate values to a
 running count, sum and sum of squares (three float64 numbers, whatever the number of batches).
