@@ -40,6 +40,14 @@ def report_cmd(
     compare_paper: Annotated[
         bool, typer.Option("--compare-paper", help="Put the paper's numbers (BERT-base) beside ours.")
     ] = False,
+    doc: Annotated[
+        Path | None,
+        typer.Option(
+            "--doc",
+            help="Also put the Markdown report into this file, between the lines <!-- unipelt report:start --> "
+            "and <!-- unipelt report:end --> (a missing file is created); plot links point into --out.",
+        ),
+    ] = None,
     select: Annotated[
         str,
         typer.Option(
@@ -61,10 +69,12 @@ def report_cmd(
     """Tables over seeds (mean, sample std, n), upper bounds, cost, gates, plots, CSV/Markdown/LaTeX/JSON/HTML."""
     from unipelt_cli import runs
     from unipelt_cli.report import aggregate, build
-    from unipelt_cli.report.write import FILES, render_as, write_all
+    from unipelt_cli.report.write import FILES, render_as, update_doc, write_all
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt} is not a format: use one of {', '.join(FORMATS)}")
+    if doc is not None and no_files:
+        raise UserError("--doc writes a file and --no-files writes none: drop one of them")
     if select not in aggregate.POLICIES:
         raise UserError(f"--select {select} is not a policy: use --select shared or --select cell")
     filters, folders = [], []
@@ -93,4 +103,7 @@ def report_cmd(
         target = out or source / "report"
         written, images = write_all(report, target)
         typer.echo(f"wrote {len(written)} files to {target}: see {target / FILES['md']}", err=True)
+        if doc is not None:
+            update_doc(report, doc, target, images)
+            typer.echo(f"updated the report block of {doc}", err=True)
     typer.echo(render_as(report, fmt, images), nl=False)

@@ -44,11 +44,11 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("*", "\\*")
 
 
-def md_grid(grid: Grid) -> str:
+def md_grid(grid: Grid, depth: int = 0) -> str:
     def cell(c):
         return f"**{_md(c.text)}**" if c.best else _md(c.text)
 
-    out = [f"### {_md(grid.title)}", ""]
+    out = [f"{'#' * (3 + depth)} {_md(grid.title)}", ""]
     out.append("| " + " | ".join(_md(h) for h in grid.header) + " |")
     out.append("|" + "|".join("---:" if num else "---" for num in grid.numeric()) + "|")
     out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in grid.rows]
@@ -57,12 +57,13 @@ def md_grid(grid: Grid) -> str:
     return "\n".join(out)
 
 
-def to_markdown(sections: list[Section]) -> str:
+def to_markdown(sections: list[Section], depth: int = 0) -> str:
+    """depth: extra heading levels, for a report placed inside another document."""
     parts = []
     for i, section in enumerate(sections):
-        parts.append(f"{'#' if i == 0 else '##'} {section.title}")
+        parts.append(f"{'#' * ((1 if i == 0 else 2) + depth)} {section.title}")
         parts += [_md(t) for t in section.text]
-        parts += [md_grid(g) for g in section.grids]
+        parts += [md_grid(g, depth) for g in section.grids]
         parts += [f"![{_md(img.caption)}]({img.path})" for img in section.images]
     return "\n\n".join(parts) + "\n"
 
@@ -84,6 +85,9 @@ _TEX = {
     "–": "--",
     "†": r"\dag{}",
     "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "≤": r"$\le$",
+    "≥": r"$\ge$",
     "<": r"\textless{}",
     ">": r"\textgreater{}",
 }

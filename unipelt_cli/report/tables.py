@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unipelt_cli.report import Report, aggregate, paper
+from unipelt_cli.report import Report, aggregate, claims, paper
 from unipelt_cli.report.names import (
     METRIC_LABELS,
     budget_key,
@@ -311,6 +311,55 @@ def paper_grid(report: Report, backbone: str, budget) -> Grid | None:
     return Grid(slug("paper", backbone, budget), title, header, rows, notes)
 
 
+def claims_grid(report: Report, backbone: str, budget) -> Grid | None:
+    rows = []
+    for row in claims.claims(report.cells, backbone, budget):
+        delta = f"{row['delta']:+.2f}" + (f" (SE {row['se']:.2f})" if row["se"] is not None else "")
+        cells = [Cell(row["claim"]), Cell(row["text"]), Cell(delta, row["delta"])]
+        cells += [Cell(f"{row['wins']}/{len(row['tasks'])}"), Cell(row["verdict"])]
+        if report.compare_paper:
+            cells.append(Cell(fmt(row["paper"]) if row["paper"] is None else f"{row['paper']:+.2f}", row["paper"]))
+        rows.append(cells)
+    if not rows:
+        return None
+    header = ["Claim", "Ours: mean over tasks", "Δ", "Tasks won", "Verdict"]
+    if report.compare_paper:
+        header.append("Paper Δ (same tasks)")
+    notes = [
+        "Δ = X's average over the tasks both have minus Y's; SE from the seed stds (independent-sample "
+        "approximation). holds: Δ > 2 SE; reversed: Δ < -2 SE; else within noise. Tasks won: tasks where X's "
+        "mean is >= Y's (for seed std: where X's std is lower). Oracle: the best single submodule per task, "
+        "chosen on test (letters in task order)."
+    ]
+    title = f"Claims: {backbone}, {budget_label(budget)}"
+    return Grid(slug("claims", backbone, budget), title, header, rows, notes)
+
+
+def where_grid(report: Report) -> Grid:
+    """Where and how the completed runs ran: device, precision, torch, per budget."""
+    counts: dict[tuple, int] = {}
+    for run in report.runs:
+        if not run.done:
+            continue
+        prov = run.result.get("provenance") or {}
+        key = (
+            run.backbone,
+            budget_key(run.budget),
+            budget_label(run.budget),
+            prov.get("device") or "?",
+            str(run.result.get("precision") or "?"),
+            (prov.get("versions") or {}).get("torch") or "?",
+        )
+        counts[key] = counts.get(key, 0) + 1
+    rows = [
+        [Cell(b), Cell(label), Cell(device), Cell(precision), Cell(torch), Cell(str(n), n)]
+        for (b, _, label, device, precision, torch), n in sorted(counts.items())
+    ]
+    notes = ["Completed runs by where they ran (result.json: provenance.device, precision, torch version)."]
+    header = ["Backbone", "Budget", "Device", "Precision", "torch", "Runs"]
+    return Grid("where", "Where the runs ran", header, rows, notes)
+
+
 def _has_submodules(report: Report, backbone: str, budget) -> bool:
     wanted = {m for _, members in aggregate.UPPER_BOUND_ROWS for m in members}
     return bool(wanted & set(report.methods(backbone, budget)))
@@ -333,6 +382,9 @@ def sections(report: Report, images: list[Image] | None = None) -> list[Section]
     out.append(Section("Scores", grids=[scores_grid(report, b, k) for b, k in pairs]))
     bounds = [upper_bound_grid(report, b, k) for b, k in pairs if _has_submodules(report, b, k)]
     out.append(Section("Upper bound (the paper's Table 2)", grids=bounds))
+    found = [g for g in (claims_grid(report, b, k) for b, k in pairs) if g is not None]
+    if found:
+        out.append(Section("The paper's claims, checked", grids=found))
     out.append(Section("Parameters and cost (the paper's Table 4)", grids=[cost_grid(report, b, k) for b, k in pairs]))
     gates = gate_grids(report)
     if gates:
@@ -340,6 +392,8 @@ def sections(report: Report, images: list[Image] | None = None) -> list[Section]
     if report.compare_paper:
         grids = [g for g in (paper_grid(report, b, k) for b, k in pairs) if g is not None]
         out.append(Section("Comparison with the paper", grids=grids))
+    if report.cells:
+        out.append(Section("Where the runs ran", grids=[where_grid(report)]))
     variants = variants_grid(report)
     if variants is not None:
         out.append(Section("Variants", grids=[variants]))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 from unipelt_cli import runs as runs_mod
+from unipelt_cli.errors import UserError
 from unipelt_cli.report import Report, export, render
 from unipelt_cli.report.tables import Image, sections
 
@@ -18,6 +21,7 @@ FILES = {
     "csv": "table_wide.csv",
 }
 LONG_CSV = "runs_long.csv"
+DOC_START, DOC_END = "<!-- unipelt report:start -->", "<!-- unipelt report:end -->"
 
 
 def render_as(report: Report, fmt: str, images: list[Image] | None = None) -> str:
@@ -48,3 +52,16 @@ def write_all(report: Report, out: Path, plots: bool = True) -> tuple[list[Path]
     runs_mod.atomic_write(out / LONG_CSV, export.to_long_csv(report))
     written.append(out / LONG_CSV)
     return sorted(written), images
+
+
+def update_doc(report: Report, doc: Path, out: Path, images: list[Image]) -> None:
+    """Put the Markdown report into DOC between the DOC_START and DOC_END lines (DOC is created with
+    just that block if missing); headings one level down, plot links relative to DOC's folder."""
+    text = doc.read_text() if doc.exists() else f"{DOC_START}\n{DOC_END}\n"
+    head, start, rest = text.partition(DOC_START)
+    _, end, tail = rest.partition(DOC_END)
+    if not start or not end:
+        raise UserError(f"{doc} has no report block: add a line {DOC_START} and a line {DOC_END} where the report goes")
+    moved = [dataclasses.replace(i, path=os.path.relpath(out / i.path, doc.parent)) for i in images]
+    body = render.to_markdown(sections(report, moved), depth=1)
+    runs_mod.atomic_write(doc, f"{head}{DOC_START}\n{body}{DOC_END}{tail}")

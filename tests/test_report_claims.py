@@ -1,0 +1,141 @@
+"""`unipelt report`: the claims table (Δ, SE, verdicts, the paper's Δ), where runs ran, and --doc."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from report_helpers import write_run
+from typer.testing import CliRunner
+
+from unipelt_cli.cli import app
+from unipelt_cli.report import build, claims, paper
+from unipelt_cli.report.tables import claims_grid, where_grid
+from unipelt_cli.report.write import DOC_END, DOC_START
+
+runner = CliRunner()
+# method -> task -> seed scores; every cell has 2 seeds, so each std is exact and easy to check
+SCORES = {
+    "finetune": {"sst2": [80.0, 82.0], "rte": [60.0, 62.0]},
+    "adapter": {"sst2": [79.0, 81.0], "rte": [55.0, 57.0]},
+    "prefix": {"sst2": [70.0, 72.0], "rte": [61.0, 63.0]},
+    "lora": {"sst2": [83.0, 85.0], "rte": [54.0, 56.0]},
+    "unipelt_ap": {"sst2": [80.0, 84.0], "rte": [60.0, 64.0]},
+    "unipelt_apl": {"sst2": [90.0, 92.0], "rte": [70.0, 72.0]},
+    "unipelt_apl_nogate": {"sst2": [84.0, 92.0], "rte": [62.0, 70.0]},
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    for method, by_task in SCORES.items():
+        for task, scores in by_task.items():
+            for seed, score in enumerate(scores, start=1):
+                write_run(root, task=task, method=method, seed=seed, score=score)
+    return build(root, compare_paper=True)
+
+
+def rows(report) -> dict[str, dict]:
+    return {r["claim"]: r for r in claims.claims(report.cells, "minilm-l6", 100)}
+
+
+def test_apl_against_the_best_single_submodule_by_average(report):
+    row = rows(report)["APL beats the best single submodule"]
+    # averages: adapter (80+56)/2 = 68, prefix (71+62)/2 = 66.5, lora (84+55)/2 = 69.5 -> LoRA
+    assert row["text"] == "81.00 vs 69.50 (LoRA)"
+    assert row["delta"] == pytest.approx(11.5)
+    # every std is sqrt(2) (two seeds 2 apart): SE_X = sqrt(2 * 2/2) / 2 = sqrt(2)/2, SE = hypot = 1
+    assert row["se"] == pytest.approx(1.0)
+    assert row["wins"] == 2 and row["verdict"] == "holds"
+
+
+def test_oracle_bound_takes_the_best_member_per_task(report):
+    found = rows(report)
+    row = found["APL matches the per-task best of {A, P, L}"]
+    assert row["text"] == "81.00 vs 73.00 (oracle LP)"  # SST-2 LoRA 84, RTE prefix 62
+    assert row["delta"] == pytest.approx(8.0)
+    ap = found["AP matches the per-task best of {A, P}"]
+    assert ap["text"] == "72.00 vs 71.00 (oracle AP)"  # SST-2 adapter 80, RTE prefix 62
+    assert ap["se"] == pytest.approx(math.hypot(math.sqrt(8 / 2 + 8 / 2) / 2, 1 / math.sqrt(2)))
+    assert ap["verdict"] == "within noise (Δ > 0)"
+
+
+def test_gates_mean_and_seed_spread(report):
+    found = rows(report)
+    assert found["Gates help UniPELT (APL)"]["delta"] == pytest.approx(81.0 - 77.0)
+    spread = found["Gates lower UniPELT (APL)'s seed std"]
+    assert spread["text"] == f"std {math.sqrt(2):.2f} vs {math.sqrt(32):.2f} (no gate)"
+    assert spread["wins"] == 2 and spread["verdict"] == "lower"
+    assert "Gates help UniPELT (AP)" not in found  # no AP no-gate runs: no row, never a made-up one
+
+
+def test_verdicts_at_the_two_se_edges():
+    assert claims.verdict(2.01, 1.0) == "holds"
+    assert claims.verdict(-2.01, 1.0) == "reversed"
+    assert claims.verdict(1.99, 1.0) == "within noise (Δ > 0)"
+    assert claims.verdict(0.5, None) == "within noise (Δ > 0)"  # no SE (one seed): never "holds"
+
+
+def test_paper_delta_on_the_same_tasks(report):
+    found = rows(report)
+    apl = {t: paper.score(100, "unipelt_apl", t)[0] for t in ("sst2", "rte")}
+    ft = {t: paper.score(100, "finetune", t)[0] for t in ("sst2", "rte")}
+    expected = (apl["sst2"] + apl["rte"] - ft["sst2"] - ft["rte"]) / 2
+    assert found["APL beats fine-tuning"]["paper"] == pytest.approx(expected)
+    singles = {m: sum(paper.score(100, m, t)[0] for t in ("sst2", "rte")) for m in claims.SINGLES}
+    best = max(singles.values())
+    assert found["APL beats the best single submodule"]["paper"] == pytest.approx((sum(apl.values()) - best) / 2)
+    assert found["Gates help UniPELT (APL)"]["paper"] is None
+
+
+def test_claims_grid_and_where_grid(report):
+    grid = claims_grid(report, "minilm-l6", 100)
+    assert grid.header[-1] == "Paper Δ (same tasks)"
+    first = [c.text for c in grid.rows[0]]
+    assert first[:5] == [
+        "APL beats the best single submodule",
+        "81.00 vs 69.50 (LoRA)",
+        "+11.50 (SE 1.00)",
+        "2/2",
+        "holds",
+    ]
+    where = where_grid(report)
+    assert [[c.text for c in row] for row in where.rows] == [["minilm-l6", "K=100", "cpu", "fp32", "?", "28"]]
+
+
+def test_no_claims_without_unipelt_runs(tmp_path):
+    write_run(tmp_path, method="lora", task="sst2")
+    assert claims_grid(build(tmp_path), "minilm-l6", 100) is None
+
+
+def test_doc_block_is_replaced_and_the_rest_kept(report, tmp_path):
+    source = report.source
+    doc = tmp_path / "docs" / "RESULTS.md"
+    doc.parent.mkdir()
+    doc.write_text(f"# Results\n\nprose before\n\n{DOC_START}\nSTALE BLOCK\n{DOC_END}\n\nprose after\n")
+    out = tmp_path / "docs" / "results"
+    args = ["report", str(source), "--compare-paper", "--out", str(out), "--doc", str(doc)]
+    for _ in range(2):  # twice: the second run replaces the first block, never nests it
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    text = doc.read_text()
+    assert text.startswith("# Results\n\nprose before\n\n") and text.endswith(f"{DOC_END}\n\nprose after\n")
+    assert "STALE BLOCK" not in text and text.count(DOC_START) == 1
+    assert "## unipelt report" in text and "#### Claims: minilm-l6, K=100" in text
+    links = [line[line.index("](") + 2 : -1] for line in text.splitlines() if line.startswith("![")]
+    assert links and all(link.startswith("results/plots/") for link in links)
+    assert all((doc.parent / link).is_file() for link in links)
+
+
+def test_doc_errors(report, tmp_path):
+    doc = tmp_path / "notes.md"
+    doc.write_text("no markers here\n")
+    result = runner.invoke(app, ["report", str(report.source), "--out", str(tmp_path / "r"), "--doc", str(doc)])
+    assert result.exit_code != 0 and "has no report block" in result.output
+    assert doc.read_text() == "no markers here\n"
+    result = runner.invoke(app, ["report", str(report.source), "--no-files", "--doc", str(doc)])
+    assert result.exit_code != 0 and "--no-files" in result.output
+    fresh = tmp_path / "new.md"
+    result = runner.invoke(app, ["report", str(report.source), "--out", str(tmp_path / "r2"), "--doc", str(fresh)])
+    assert result.exit_code == 0 and fresh.read_text().startswith(DOC_START)

@@ -1,0 +1,158 @@
+"""The paper's claims about UniPELT, checked on a report's cells (one table per backbone and budget).
+
+A comparison of X against Y runs over the tasks T where both have a mean test score:
+
+    avg_X = (1/|T|) * sum_t mean_X(t)                    Δ = avg_X - avg_Y
+    SE_X  = sqrt(sum_t s_X(t)^2 / n_X(t)) / |T|          SE(Δ) = sqrt(SE_X^2 + SE_Y^2)
+
+with s the sample std over seeds and n the seeds. Y is either one method or, for the paper's upper
+bound, the best member per task (its SE is that member's). X and Y share each seed's K-shot sample,
+so treating them as independent overstates SE(Δ) somewhat: a claim that is "within noise" here may
+still hold with more seeds. Verdict: "holds" when Δ > 2 SE(Δ), "reversed" when Δ < -2 SE(Δ),
+else "within noise (Δ > 0)" or "within noise (Δ ≤ 0)".
+
+Seed variance: the mean over T of each method's sample std, and on how many tasks X's std is lower.
+The paper column repeats the comparison on the paper's own numbers over the same tasks.
+"""
+
+from __future__ import annotations
+
+import math
+
+from unipelt_cli.report import paper
+from unipelt_cli.report.aggregate import CellKey, Group
+from unipelt_cli.report.names import method_label, task_key
+
+SINGLES = ("adapter", "prefix", "lora")
+SHORT = {"adapter": "A", "prefix": "P", "lora": "L"}
+
+
+def _se(groups: list[Group]) -> float | None:
+    if any(g.std is None or g.n < 2 for g in groups):
+        return None
+    return math.sqrt(sum(g.std**2 / g.n for g in groups)) / len(groups)
+
+
+def compare(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
+    """X against Y (task -> Group, Y may mix methods across tasks) over the tasks both have."""
+    tasks = [t for t in x if t in y and x[t].mean is not None and y[t].mean is not None]
+    if not tasks:
+        return None
+    avg_x = sum(x[t].mean for t in tasks) / len(tasks)
+    avg_y = sum(y[t].mean for t in tasks) / len(tasks)
+    se_x, se_y = _se([x[t] for t in tasks]), _se([y[t] for t in tasks])
+    se = None if se_x is None or se_y is None else math.hypot(se_x, se_y)
+    delta = avg_x - avg_y
+    wins = sum(x[t].mean >= y[t].mean for t in tasks)
+    return {"tasks": tasks, "x": avg_x, "y": avg_y, "delta": delta, "se": se, "wins": wins}
+
+
+def verdict(delta: float, se: float | None) -> str:
+    if se is not None and delta > 2 * se:
+        return "holds"
+    if se is not None and delta < -2 * se:
+        return "reversed"
+    return f"within noise (Δ {'>' if delta > 0 else '≤'} 0)"
+
+
+def spread(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
+    """Mean seed std of X and of Y over the tasks where both have one, and where X's is lower."""
+    tasks = [t for t in x if t in y and x[t].std is not None and y[t].std is not None]
+    if not tasks:
+        return None
+    sx = sum(x[t].std for t in tasks) / len(tasks)
+    sy = sum(y[t].std for t in tasks) / len(tasks)
+    return {"tasks": tasks, "x": sx, "y": sy, "lower": sum(x[t].std < y[t].std for t in tasks)}
+
+
+def _by_task(cells: dict[CellKey, Group], backbone: str, budget, method: str) -> dict[str, Group]:
+    return {t: g for (b, k, m, t), g in cells.items() if (b, k, m) == (backbone, budget, method) and g.mean is not None}
+
+
+def best_of(cells: dict[CellKey, Group], backbone: str, budget, members) -> tuple[dict[str, Group], dict[str, str]]:
+    """Per task where every member has a score, the member with the best mean (the paper's Table 2)."""
+    per = {m: _by_task(cells, backbone, budget, m) for m in members}
+    tasks = set.intersection(*(set(v) for v in per.values())) if per else set()
+    picked = {t: max(members, key=lambda m: per[m][t].mean) for t in tasks}
+    return {t: per[m][t] for t, m in picked.items()}, picked
+
+
+def best_single(cells: dict[CellKey, Group], backbone: str, budget, tasks: list[str]) -> str | None:
+    """The single submodule with the best average over `tasks` (all of them scored), if any."""
+    full = {m: _by_task(cells, backbone, budget, m) for m in SINGLES}
+    ok = [m for m in SINGLES if all(t in full[m] for t in tasks)]
+    return max(ok, key=lambda m: sum(full[m][t].mean for t in tasks)) if ok and tasks else None
+
+
+def _paper_delta(budget, x: str, y, tasks: list[str]) -> float | None:
+    """The same comparison on the paper's means over `tasks`. y: a method; a tuple of members (best
+    per task, the upper bound); or a list of members (the one with the best average, as "best single")."""
+    ref = {m: [paper.score(budget, m, t) for t in tasks] for m in (x, *([y] if isinstance(y, str) else y))}
+    if not tasks or any(r is None for refs in ref.values() for r in refs):
+        return None
+    mean = {m: [r[0] for r in refs] for m, refs in ref.items()}
+    if isinstance(y, tuple):
+        other = [max(mean[m][i] for m in y) for i in range(len(tasks))]
+    else:
+        other = mean[y] if isinstance(y, str) else max((mean[m] for m in y), key=sum)
+    return (sum(mean[x]) - sum(other)) / len(tasks)
+
+
+def claims(cells: dict[CellKey, Group], backbone: str, budget) -> list[dict]:
+    """Rows: claim, comparison text, Δ, SE, tasks won, verdict, the paper's Δ on the same tasks."""
+    rows = []
+    apl, ap = _by_task(cells, backbone, budget, "unipelt_apl"), _by_task(cells, backbone, budget, "unipelt_ap")
+
+    def add(claim: str, x: str, xg: dict, y_label: str, yg: dict, paper_y) -> None:
+        found = compare(xg, yg)
+        if found is None:
+            return
+        ref = _paper_delta(budget, x, paper_y, found["tasks"]) if paper_y is not None else None
+        rows.append(
+            found
+            | {"claim": claim, "text": f"{found['x']:.2f} vs {found['y']:.2f} ({y_label})"}
+            | {"verdict": verdict(found["delta"], found["se"]), "paper": ref}
+        )
+
+    if apl:
+        tasks = [t for t in apl if all(t in _by_task(cells, backbone, budget, m) for m in SINGLES)]
+        single = best_single(cells, backbone, budget, tasks)
+        if single:
+            yg = _by_task(cells, backbone, budget, single)
+            add(
+                "APL beats the best single submodule",
+                "unipelt_apl",
+                {t: apl[t] for t in tasks},
+                method_label(single),
+                yg,
+                list(SINGLES),
+            )
+        bound, picked = best_of(cells, backbone, budget, SINGLES)
+        letters = "".join(SHORT[picked[t]] for t in sorted(picked, key=task_key))
+        add("APL matches the per-task best of {A, P, L}", "unipelt_apl", apl, f"oracle {letters}", bound, SINGLES)
+        add(
+            "APL beats fine-tuning",
+            "unipelt_apl",
+            apl,
+            "Fine-tuning",
+            _by_task(cells, backbone, budget, "finetune"),
+            "finetune",
+        )
+    if ap:
+        pair = ("adapter", "prefix")
+        bound, picked = best_of(cells, backbone, budget, pair)
+        letters = "".join(SHORT[picked[t]] for t in sorted(picked, key=task_key))
+        add("AP matches the per-task best of {A, P}", "unipelt_ap", ap, f"oracle {letters}", bound, pair)
+    for gated in ("unipelt_apl", "unipelt_ap"):
+        xg, yg = _by_task(cells, backbone, budget, gated), _by_task(cells, backbone, budget, f"{gated}_nogate")
+        add(f"Gates help {method_label(gated)}", gated, xg, "no gate", yg, None)
+        found = spread(xg, yg)
+        if found:
+            lower = found["x"] < found["y"]
+            rows.append(
+                found
+                | {"claim": f"Gates lower {method_label(gated)}'s seed std", "delta": found["x"] - found["y"]}
+                | {"text": f"std {found['x']:.2f} vs {found['y']:.2f} (no gate)", "se": None, "paper": None}
+                | {"wins": found["lower"], "verdict": "lower" if lower else "not lower"}
+            )
+    return rows
