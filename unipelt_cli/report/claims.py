@@ -33,18 +33,24 @@ def _se(groups: list[Group]) -> float | None:
     return math.sqrt(sum(g.std**2 / g.n for g in groups)) / len(groups)
 
 
-def compare(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
-    """X against Y (task -> Group, Y may mix methods across tasks) over the tasks both have."""
-    tasks = [t for t in x if t in y and x[t].mean is not None and y[t].mean is not None]
+def _averages(x: dict[str, Group], y: dict[str, Group], attr: str) -> tuple[list[str], float, float] | None:
+    """The tasks where X and Y both have `attr` (mean or std), and each one's average over them."""
+    tasks = [t for t in x if t in y and getattr(x[t], attr) is not None and getattr(y[t], attr) is not None]
     if not tasks:
         return None
-    avg_x = sum(x[t].mean for t in tasks) / len(tasks)
-    avg_y = sum(y[t].mean for t in tasks) / len(tasks)
+    return tasks, *(sum(getattr(g[t], attr) for t in tasks) / len(tasks) for g in (x, y))
+
+
+def compare(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
+    """X against Y (task -> Group, Y may mix methods across tasks) over the tasks both have."""
+    found = _averages(x, y, "mean")
+    if found is None:
+        return None
+    tasks, avg_x, avg_y = found
     se_x, se_y = _se([x[t] for t in tasks]), _se([y[t] for t in tasks])
     se = None if se_x is None or se_y is None else math.hypot(se_x, se_y)
-    delta = avg_x - avg_y
     wins = sum(x[t].mean >= y[t].mean for t in tasks)
-    return {"tasks": tasks, "x": avg_x, "y": avg_y, "delta": delta, "se": se, "wins": wins}
+    return {"tasks": tasks, "x": avg_x, "y": avg_y, "delta": avg_x - avg_y, "se": se, "wins": wins}
 
 
 def verdict(delta: float, se: float | None) -> str:
@@ -57,11 +63,10 @@ def verdict(delta: float, se: float | None) -> str:
 
 def spread(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
     """Mean seed std of X and of Y over the tasks where both have one, and where X's is lower."""
-    tasks = [t for t in x if t in y and x[t].std is not None and y[t].std is not None]
-    if not tasks:
+    found = _averages(x, y, "std")
+    if found is None:
         return None
-    sx = sum(x[t].std for t in tasks) / len(tasks)
-    sy = sum(y[t].std for t in tasks) / len(tasks)
+    tasks, sx, sy = found
     return {"tasks": tasks, "x": sx, "y": sy, "lower": sum(x[t].std < y[t].std for t in tasks)}
 
 

