@@ -45,19 +45,21 @@ def test_apl_against_the_best_single_submodule_by_average(report):
     # averages: adapter (80+56)/2 = 68, prefix (71+62)/2 = 66.5, lora (84+55)/2 = 69.5 -> LoRA
     assert row["text"] == "81.00 vs 69.50 (LoRA)"
     assert row["delta"] == pytest.approx(11.5)
-    # every std is sqrt(2) (two seeds 2 apart): SE_X = sqrt(2 * 2/2) / 2 = sqrt(2)/2, SE = hypot = 1
-    assert row["se"] == pytest.approx(1.0)
+    # paired by seed: APL - LoRA is 7 on both SST-2 seeds and 16 on both RTE seeds, so SE is 0
+    # (independent stds would have said 1.0: the shared K-shot sample moves both scores together)
+    assert row["se"] == pytest.approx(0.0)
     assert row["wins"] == 2 and row["verdict"] == "holds"
 
 
 def test_oracle_bound_takes_the_best_member_per_task(report):
     found = rows(report)
-    row = found["APL matches the per-task best of {A, P, L}"]
+    row = found["APL beats the per-task best of {A, P, L}"]
     assert row["text"] == "81.00 vs 73.00 (oracle LP)"  # SST-2 LoRA 84, RTE prefix 62
     assert row["delta"] == pytest.approx(8.0)
-    ap = found["AP matches the per-task best of {A, P}"]
+    ap = found["AP beats the per-task best of {A, P}"]
     assert ap["text"] == "72.00 vs 71.00 (oracle AP)"  # SST-2 adapter 80, RTE prefix 62
-    assert ap["se"] == pytest.approx(math.hypot(math.sqrt(8 / 2 + 8 / 2) / 2, 1 / math.sqrt(2)))
+    # per-seed differences: SST-2 vs adapter [1, 3], RTE vs prefix [-1, 1]: variances 2 and 2 over 2 seeds
+    assert ap["se"] == pytest.approx(math.sqrt(2 / 2 + 2 / 2) / 2)
     assert ap["verdict"] == "within noise (Δ > 0)"
 
 
@@ -68,6 +70,19 @@ def test_gates_mean_and_seed_spread(report):
     assert spread["text"] == f"std {math.sqrt(2):.2f} vs {math.sqrt(32):.2f} (no gate)"
     assert spread["wins"] == 2 and spread["verdict"] == "lower"
     assert "Gates help UniPELT (AP)" not in found  # no AP no-gate runs: no row, never a made-up one
+
+
+def test_paired_se_needs_two_shared_seeds(tmp_path):
+    for seed, score in ((1, 70.0), (2, 74.0)):
+        write_run(tmp_path, method="unipelt_apl", seed=seed, score=score)
+    for seed, score in ((2, 60.0), (3, 61.0)):
+        write_run(tmp_path, method="finetune", seed=seed, score=score)
+    report = build(tmp_path)
+    x, y = report.cells[("minilm-l6", 100, "unipelt_apl", "sst2")], report.cells[("minilm-l6", 100, "finetune", "sst2")]
+    assert claims.paired_se([x], [y]) is None  # only seed 2 in common
+    row = claims.compare({"sst2": x}, {"sst2": y})
+    assert row["delta"] == pytest.approx(72.0 - 60.5) and row["se"] is None
+    assert claims.verdict(row["delta"], row["se"]).startswith("within noise")
 
 
 def test_verdicts_at_the_two_se_edges():
@@ -96,7 +111,7 @@ def test_claims_grid_and_where_grid(report):
     assert first[:5] == [
         "APL beats the best single submodule",
         "81.00 vs 69.50 (LoRA)",
-        "+11.50 (SE 1.00)",
+        "+11.50 (SE 0.00)",
         "2/2",
         "holds",
     ]
