@@ -81,7 +81,9 @@ def test_paired_se_needs_two_shared_seeds(tmp_path):
     x, y = report.cells[("minilm-l6", 100, "unipelt_apl", "sst2")], report.cells[("minilm-l6", 100, "finetune", "sst2")]
     assert claims.paired_se([x], [y]) is None  # only seed 2 in common
     row = claims.compare({"sst2": x}, {"sst2": y})
-    assert row["delta"] == pytest.approx(72.0 - 60.5) and row["se"] is None
+    assert row["delta"] == pytest.approx(74.0 - 60.0) and row["se"] is None  # seed 2 only, never 72 vs 60.5
+    assert row["note"] == ", 1 shared seeds"
+    assert claims.spread({"sst2": x}, {"sst2": y}) is None  # a std needs 2 shared seeds
     assert claims.verdict(row["delta"], row["se"]).startswith("within noise")
 
 
@@ -154,3 +156,16 @@ def test_doc_errors(report, tmp_path):
     fresh = tmp_path / "new.md"
     result = runner.invoke(app, ["report", str(report.source), "--out", str(tmp_path / "r2"), "--doc", str(fresh)])
     assert result.exit_code == 0 and fresh.read_text().startswith(DOC_START)
+
+
+def test_seed_std_is_compared_on_the_shared_seeds(tmp_path):
+    for seed, score in ((1, 70.0), (2, 74.0), (3, 90.0)):
+        write_run(tmp_path, method="unipelt_apl", seed=seed, score=score)
+    for seed, score in ((1, 60.0), (2, 61.0)):
+        write_run(tmp_path, method="unipelt_apl_nogate", seed=seed, score=score)
+    report = build(tmp_path)
+    found = {r["claim"]: r for r in claims.claims(report.cells, "minilm-l6", 100)}
+    spread = found["Gates lower UniPELT (APL)'s seed std"]
+    assert spread["x"] == pytest.approx(math.sqrt(8)) and spread["y"] == pytest.approx(math.sqrt(0.5))
+    assert spread["text"] == f"std {math.sqrt(8):.2f} vs {math.sqrt(0.5):.2f} (no gate, 2 shared seeds)"
+    assert found["Gates help UniPELT (APL)"]["delta"] == pytest.approx(72.0 - 60.5)  # seed 3 left out

@@ -1,6 +1,8 @@
 """The paper's claims about UniPELT, checked on a report's cells (one table per backbone and budget).
 
-A comparison of X against Y runs over the tasks T where both have a mean test score:
+A comparison of X against Y runs over the tasks T where both have runs with the same (seed,
+data_seed), and per task on those seeds only (a cell with more seeds than the other is cut to the
+shared ones, and the row says how many):
 
     Δ = (1/|T|) * sum_t (mean_X(t) - mean_Y(t))
     SE(Δ) = sqrt(sum_t s_d(t)^2 / n_d(t)) / |T|,   d(t, seed) = X(t, seed) - Y(t, seed)
@@ -28,38 +30,54 @@ SINGLES = ("adapter", "prefix", "lora")
 SHORT = {"adapter": "A", "prefix": "P", "lora": "L"}
 
 
+def pairs(x: Group, y: Group) -> list[tuple[float, float]]:
+    """(X score, Y score) for every (seed, data_seed) both have: comparisons use only these."""
+    ys = {(r.seed, r.data_seed): r.score for r in y.done if r.score is not None}
+    return [(r.score, ys[(r.seed, r.data_seed)]) for r in x.done if r.score is not None and (r.seed, r.data_seed) in ys]
+
+
+def _var(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+
+
 def paired_se(x: list[Group], y: list[Group]) -> float | None:
     """SE of the task-averaged difference from per-seed differences (see the module docstring)."""
     total = 0.0
     for gx, gy in zip(x, y, strict=True):
-        ys = {(r.seed, r.data_seed): r.score for r in gy.done if r.score is not None}
-        diffs = [
-            r.score - ys[(r.seed, r.data_seed)] for r in gx.done if r.score is not None and (r.seed, r.data_seed) in ys
-        ]
+        diffs = [a - b for a, b in pairs(gx, gy)]
         if len(diffs) < 2:
             return None
-        mean = sum(diffs) / len(diffs)
-        total += sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)
+        total += _var(diffs) / len(diffs)
     return math.sqrt(total) / len(x)
 
 
-def _averages(x: dict[str, Group], y: dict[str, Group], attr: str) -> tuple[list[str], float, float] | None:
-    """The tasks where X and Y both have `attr` (mean or std), and each one's average over them."""
-    tasks = [t for t in x if t in y and getattr(x[t], attr) is not None and getattr(y[t], attr) is not None]
-    if not tasks:
-        return None
-    return tasks, *(sum(getattr(g[t], attr) for t in tasks) / len(tasks) for g in (x, y))
+def _shared(x: dict[str, Group], y: dict[str, Group], least: int) -> dict[str, list[tuple[float, float]]]:
+    """Per task in both, the seed pairs, for tasks with at least `least` of them."""
+    found = {t: pairs(x[t], y[t]) for t in x if t in y}
+    return {t: p for t, p in found.items() if len(p) >= least}
+
+
+def _note(x: dict[str, Group], y: dict[str, Group], paired: dict[str, list]) -> str:
+    """'' when every run of both took part, else how many seeds the comparison shares."""
+    if all(len(p) == max(x[t].n, y[t].n) for t, p in paired.items()):
+        return ""
+    return f", {min(len(p) for p in paired.values())} shared seeds"
 
 
 def compare(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
-    """X against Y (task -> Group, Y may mix methods across tasks) over the tasks both have."""
-    found = _averages(x, y, "mean")
-    if found is None:
+    """X against Y (task -> Group, Y may mix methods across tasks) on the seeds both have, per task."""
+    paired = _shared(x, y, 1)
+    if not paired:
         return None
-    tasks, avg_x, avg_y = found
+    tasks = list(paired)
+    mx = {t: sum(a for a, _ in p) / len(p) for t, p in paired.items()}
+    my = {t: sum(b for _, b in p) / len(p) for t, p in paired.items()}
+    avg_x, avg_y = sum(mx.values()) / len(tasks), sum(my.values()) / len(tasks)
     se = paired_se([x[t] for t in tasks], [y[t] for t in tasks])
-    wins = sum(x[t].mean >= y[t].mean for t in tasks)
-    return {"tasks": tasks, "x": avg_x, "y": avg_y, "delta": avg_x - avg_y, "se": se, "wins": wins}
+    wins = sum(mx[t] >= my[t] for t in tasks)
+    found = {"tasks": tasks, "x": avg_x, "y": avg_y, "delta": avg_x - avg_y, "se": se, "wins": wins}
+    return found | {"note": _note(x, y, paired)}
 
 
 def verdict(delta: float, se: float | None) -> str:
@@ -71,12 +89,15 @@ def verdict(delta: float, se: float | None) -> str:
 
 
 def spread(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
-    """Mean seed std of X and of Y over the tasks where both have one, and where X's is lower."""
-    found = _averages(x, y, "std")
-    if found is None:
+    """Mean seed std of X and of Y on the seeds both have (tasks with 2+), and where X's is lower."""
+    paired = _shared(x, y, 2)
+    if not paired:
         return None
-    tasks, sx, sy = found
-    return {"tasks": tasks, "x": sx, "y": sy, "lower": sum(x[t].std < y[t].std for t in tasks)}
+    sx = {t: math.sqrt(_var([a for a, _ in p])) for t, p in paired.items()}
+    sy = {t: math.sqrt(_var([b for _, b in p])) for t, p in paired.items()}
+    tasks = list(paired)
+    found = {"tasks": tasks, "x": sum(sx.values()) / len(tasks), "y": sum(sy.values()) / len(tasks)}
+    return found | {"lower": sum(sx[t] < sy[t] for t in tasks), "note": _note(x, y, paired)}
 
 
 def _by_task(cells: dict[CellKey, Group], backbone: str, budget, method: str) -> dict[str, Group]:
@@ -124,7 +145,7 @@ def claims(cells: dict[CellKey, Group], backbone: str, budget) -> list[dict]:
         ref = _paper_delta(budget, x, paper_y, found["tasks"]) if paper_y is not None else None
         rows.append(
             found
-            | {"claim": claim, "text": f"{found['x']:.2f} vs {found['y']:.2f} ({y_label})"}
+            | {"claim": claim, "text": f"{found['x']:.2f} vs {found['y']:.2f} ({y_label}{found['note']})"}
             | {"verdict": verdict(found["delta"], found["se"]), "paper": ref}
         )
 
@@ -166,7 +187,11 @@ def claims(cells: dict[CellKey, Group], backbone: str, budget) -> list[dict]:
             rows.append(
                 found
                 | {"claim": f"Gates lower {method_label(gated)}'s seed std", "delta": found["x"] - found["y"]}
-                | {"text": f"std {found['x']:.2f} vs {found['y']:.2f} (no gate)", "se": None, "paper": None}
+                | {
+                    "text": f"std {found['x']:.2f} vs {found['y']:.2f} (no gate{found['note']})",
+                    "se": None,
+                    "paper": None,
+                }
                 | {"wins": found["lower"], "verdict": "lower" if lower else "not lower"}
             )
     return rows
