@@ -42,6 +42,7 @@ def write_run(
     percent: float = 1.0,
     finished: float = 1000.0,
     folder: str | None = None,
+    device: str = "cpu",
 ) -> Path:
     """One run folder under ROOT/runs; a result.json only when state == "done"."""
     cfg = {
@@ -87,7 +88,7 @@ def write_run(
         "eval_seconds": eval_seconds,
         "precision": "fp32",
         "data": {"train_size": 100, "dev_size": 1000, "test_sizes": {"test": 872}},
-        "provenance": {"device": "cpu"},
+        "provenance": {"device": device},
     }
     (run_dir / "result.json").write_text(json.dumps(result))
     return run_dir

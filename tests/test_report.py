@@ -195,6 +195,25 @@ def test_cost_relative_to_finetune_per_step_and_per_example(tmp_path):
     assert texts["Fine-tuning"][0] == "22M (1.00%)"
 
 
+def test_cost_ratios_pair_runs_on_the_same_device(tmp_path):
+    # fine-tuning: sst2 on a GPU (seed 1) and the CPU (seed 2); rte on the GPU only
+    write_run(tmp_path, method="finetune", seed=1, train_seconds=1.0, steps=100, device="gpu")
+    write_run(tmp_path, method="finetune", seed=2, train_seconds=20.0, steps=100, device="cpu")
+    write_run(tmp_path, task="rte", method="finetune", seed=1, train_seconds=2.0, steps=100, device="gpu")
+    # LoRA: sst2 on both (GPU 0.5 s, CPU 12 s for 100 steps); rte on the CPU only, so no ratio there
+    write_run(tmp_path, method="lora", seed=1, train_seconds=0.5, steps=100, device="gpu")
+    write_run(tmp_path, method="lora", seed=2, train_seconds=12.0, steps=100, device="cpu")
+    write_run(tmp_path, task="rte", method="lora", seed=1, train_seconds=30.0, steps=100, device="cpu")
+    report = build(tmp_path)
+    (lora,) = [r for r in aggregate.cost(report.cells, "minilm-l6", 100, ["sst2", "rte"], ["lora"])]
+    assert lora["train_rel"] == pytest.approx(55.0)  # sst2 only: mean of 50% (GPU) and 60% (CPU)
+    assert lora["relative_tasks"] == 1 and lora["tasks"] == 2
+    grid = cost_grid(report, "minilm-l6", 100)
+    assert cell_texts(grid)["LoRA"][1] == "55% [1/2 tasks]"
+    assert any("2 devices (cpu, gpu)" in note for note in grid.notes)
+    # pooled over devices it would read 12.25 / 10.5 = 117%: the mixed-device figure this guards against
+
+
 def test_gate_means_over_seeds(tmp_path):
     write_run(tmp_path, method="unipelt_ap", seed=1, gates=gates({"adapter": [0.2, 0.4], "prefix": [0.6, 0.6]}))
     write_run(tmp_path, method="unipelt_ap", seed=2, gates=gates({"adapter": [0.4, 0.8], "prefix": [0.5, 0.7]}))

@@ -286,11 +286,33 @@ def _ratio(value: float | None, base: float | None) -> float | None:
     return value / base if value is not None and base else None
 
 
+def device(result: dict) -> str:
+    return (result.get("provenance") or {}).get("device") or "?"
+
+
+def same_device_ratio(group: Group, base: Group, fn) -> float | None:
+    """mean over devices d that both ran on of mean(fn | group, d) / mean(fn | base, d).
+
+    Timings from different machines do not compare, so a ratio only pairs runs on one device;
+    None when the two share no device.
+    """
+    shared = {device(r.result) for r in group.done} & {device(r.result) for r in base.done}
+    ratios = [
+        _ratio(
+            _mean(fn(r.result) for r in group.done if device(r.result) == d),
+            _mean(fn(r.result) for r in base.done if device(r.result) == d),
+        )
+        for d in sorted(shared)
+    ]
+    return _mean(ratios)
+
+
 def cost(cells: dict[CellKey, Group], backbone: str, budget, tasks: list[str], methods: list[str]) -> list[dict]:
     """Per method: stored parameters, and train time per step and inference time per example relative
-    to fine-tuning on the same backbone, task and budget (percent; the mean of the per-task ratios).
+    to fine-tuning on the same backbone, task, budget and device (percent; the mean of the per-task ratios).
 
     Times are normalised per step and per example because early stopping makes runs differ in length.
+    A task whose runs share no device with fine-tuning's has no ratio ("relative_tasks" counts those that do).
     """
     rows = []
     for method in methods:
@@ -307,8 +329,8 @@ def cost(cells: dict[CellKey, Group], backbone: str, budget, tasks: list[str], m
                     group.result_mean(percent_params),
                     step,
                     example,
-                    _ratio(step, base.result_mean(seconds_per_step)) if has_base else None,
-                    _ratio(example, base.result_mean(seconds_per_example)) if has_base else None,
+                    same_device_ratio(group, base, seconds_per_step) if has_base else None,
+                    same_device_ratio(group, base, seconds_per_example) if has_base else None,
                 )
             )
         if not per_task:

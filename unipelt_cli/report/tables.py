@@ -203,6 +203,10 @@ def _params(n: float | None) -> str:
     return f"{n:.0f}"
 
 
+def _percent(value: float | None) -> str:
+    return fmt(value, 0) + ("%" if value is not None else "")
+
+
 def cost_grid(report: Report, backbone: str, budget) -> Grid:
     tasks, methods = report.tasks(backbone, budget), report.methods(backbone, budget)
     rows = []
@@ -210,11 +214,12 @@ def cost_grid(report: Report, backbone: str, budget) -> Grid:
         lo, hi = row["params_min"], row["params_max"]
         params = _params(lo) if lo == hi else f"{_params(lo)}–{_params(hi)}"
         pct = "—" if row["percent"] is None else f"{row['percent']:.2f}%"
+        part = f" [{row['relative_tasks']}/{row['tasks']} tasks]" if 0 < row["relative_tasks"] < row["tasks"] else ""
         cells = [
             Cell(method_label(row["method"])),
             Cell(f"{params} ({pct})", lo),
-            Cell(fmt(row["train_rel"], 0) + ("%" if row["train_rel"] is not None else ""), row["train_rel"]),
-            Cell(fmt(row["infer_rel"], 0) + ("%" if row["infer_rel"] is not None else ""), row["infer_rel"]),
+            Cell(_percent(row["train_rel"]) + part, row["train_rel"]),
+            Cell(_percent(row["infer_rel"]) + part, row["infer_rel"]),
             Cell(fmt(row["train_s_per_step"], 4), row["train_s_per_step"]),
             Cell(fmt(row["infer_ms_per_example"], 3), row["infer_ms_per_example"]),
         ]
@@ -228,10 +233,19 @@ def cost_grid(report: Report, backbone: str, budget) -> Grid:
     if report.compare_paper:
         header.append("Paper (BERT-base)")
     notes = [
-        "Train and inference time relative to fine-tuning on the same backbone, task and budget (mean of the "
-        "per-task ratios): train seconds per step and evaluation seconds per example, since early stopping "
+        "Train and inference time relative to fine-tuning on the same backbone, task, budget and device (mean of "
+        "the per-task ratios): train seconds per step and evaluation seconds per example, since early stopping "
         "makes runs differ in length. Stored params: what the method keeps (prefix: its fixed vectors)."
     ]
+    devices = {
+        aggregate.device(r.result) for k, g in report.cells.items() if k[:2] == (backbone, budget) for r in g.done
+    }
+    if len(devices) > 1:
+        notes.append(
+            f"These runs ran on {len(devices)} devices ({', '.join(sorted(devices))}): a ratio pairs runs on one "
+            "device only ([k/n tasks]: tasks where the method and fine-tuning share one); s/step and ms/example "
+            "average over devices, so they do not compare across methods."
+        )
     if not any(report.cells.get((backbone, budget, "finetune", t)) for t in tasks):
         notes.append("No fine-tuning runs here, so no relative times.")
     title = f"Parameters and cost: {backbone}, {budget_label(budget)}"
