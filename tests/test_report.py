@@ -51,6 +51,7 @@ def test_missing_and_failed_seeds_are_flagged_not_averaged_away(tmp_path):
     assert texts["Adapter"][0] == "80.00 (0.00)"
     assert texts["LoRA"][0] == "72.00 (2.83) [n=2/3, 1 failed]"
     assert texts["Prefix-tuning"][0] == "60.00 [n=1/3, 1 diverged]"
+    assert "Seeds per cell: 1 to 3." in scores_grid(report, "minilm-l6", 100).notes
     lora = report.cells[("minilm-l6", 100, "lora", "sst2")]
     assert lora.mean == pytest.approx(72.0) and lora.attempted == 3 and lora.not_done == {"failed": 1}
 

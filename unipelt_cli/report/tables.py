@@ -154,7 +154,16 @@ def scores_grid(report: Report, backbone: str, budget) -> Grid:
     mark_best(rows, range(1, len(tasks) + 2))
     header = ["Method", *(task_header(report, backbone, budget, t) for t in tasks), avg_header(tasks)]
     title = f"Scores: {backbone}, {budget_label(budget)}"
-    return Grid(slug("scores", backbone, budget), title, header, rows, [LEGEND, *notes])
+    return Grid(
+        slug("scores", backbone, budget), title, header, rows, [LEGEND, _seed_count(report, backbone, budget), *notes]
+    )
+
+
+def _seed_count(report: Report, backbone: str, budget) -> str:
+    """How many seeds the cells have, so a table of single runs does not read as a finished study."""
+    counts = [g.n for (b, k, _, _), g in report.cells.items() if (b, k) == (backbone, budget)]
+    low, high = min(counts), max(counts)
+    return f"Seeds per cell: {low}." if low == high else f"Seeds per cell: {low} to {high}."
 
 
 def _selected_on_test(group: aggregate.Group) -> bool:
