@@ -84,14 +84,14 @@ def test_paired_se_needs_two_shared_seeds(tmp_path):
     assert row["delta"] == pytest.approx(74.0 - 60.0) and row["se"] is None  # seed 2 only, never 72 vs 60.5
     assert row["note"] == ", 1 shared seeds"
     assert claims.spread({"sst2": x}, {"sst2": y}) is None  # a std needs 2 shared seeds
-    assert claims.verdict(row["delta"], row["se"]).startswith("within noise")
+    assert claims.verdict(row["delta"], row["se"]) == "untested (Δ > 0, < 2 shared seeds)"
 
 
 def test_verdicts_at_the_two_se_edges():
     assert claims.verdict(2.01, 1.0) == "holds"
     assert claims.verdict(-2.01, 1.0) == "reversed"
     assert claims.verdict(1.99, 1.0) == "within noise (Δ > 0)"
-    assert claims.verdict(0.5, None) == "within noise (Δ > 0)"  # no SE (one seed): never "holds"
+    assert claims.verdict(5.0, None) == "untested (Δ > 0, < 2 shared seeds)"  # no SE (one seed): never "holds"
 
 
 def test_paper_delta_on_the_same_tasks(report):

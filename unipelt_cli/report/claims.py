@@ -12,7 +12,7 @@ scores together, so the spread of the per-seed differences is the noise that mat
 sample std, n_d: seeds both have; SE is None where a task has fewer than 2 such seeds). Y is one
 method or, for the paper's upper bound, the best member per task (its runs pair with X's).
 Verdict: "holds" when Δ > 2 SE(Δ), "reversed" when Δ < -2 SE(Δ), else "within noise (Δ > 0)"
-or "within noise (Δ ≤ 0)".
+or "within noise (Δ ≤ 0)"; "untested" when there is no SE (a task with fewer than 2 shared seeds).
 
 Seed variance: the mean over T of each method's sample std, and on how many tasks X's std is lower.
 The paper column repeats the comparison on the paper's own numbers over the same tasks.
@@ -80,9 +80,11 @@ def compare(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
 
 
 def verdict(delta: float, se: float | None) -> str:
-    if se is not None and delta > 2 * se:
+    if se is None:
+        return f"untested (Δ {'>' if delta > 0 else '≤'} 0, < 2 shared seeds)"
+    if delta > 2 * se:
         return "holds"
-    if se is not None and delta < -2 * se:
+    if delta < -2 * se:
         return "reversed"
     return f"within noise (Δ {'>' if delta > 0 else '≤'} 0)"
 

@@ -350,7 +350,8 @@ def claims_grid(report: Report, backbone: str, budget) -> Grid | None:
         header.append("Paper Δ (same tasks)")
     notes = [
         "Δ = X's average over the tasks both have minus Y's; SE from the per-seed differences (runs with the "
-        "same seed share the K-shot sample). holds: Δ > 2 SE; reversed: Δ < -2 SE; else within noise. "
+        "same seed share the K-shot sample). holds: Δ > 2 SE; reversed: Δ < -2 SE; else within noise; "
+        "untested: no SE (a task has < 2 shared seeds). "
         "Tasks won: tasks where X's mean is >= Y's (for seed std: where X's std is lower). "
         "Oracle: the best single submodule per task, "
         "chosen on test (letters in task order)."
