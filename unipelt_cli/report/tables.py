@@ -371,7 +371,7 @@ def where_grid(report: Report) -> Grid:
             run.backbone,
             budget_key(run.budget),
             budget_label(run.budget),
-            prov.get("device") or "?",
+            aggregate.device(run.result),
             str(run.result.get("precision") or "?"),
             (prov.get("versions") or {}).get("torch") or "?",
         )
