@@ -50,9 +50,12 @@ sweep)
     cat /root/g/part0 .gpu/b/part1 >$model/model.safetensors
     (cd $model && echo "$(cat /root/g/model.sha256)  model.safetensors" | sha256sum -c)
     export PYTHONPATH=/root/site:$PWD UNIPELT_GLUE_DIR=/root/g/glue PYTHONUNBUFFERED=1
+    # The committed runs travel with the working tree: seeded into the outputs, the sweep skips them.
+    mkdir -p /root/o/runs && cp -rp results/paper_lowres/runs/. /root/o/runs/ && touch /root/o/.start
     timeout -k 15 -s INT "$seconds" python3 -m unipelt_cli sweep "$@" runtime.threads=1 -j 15 --outputs /root/o -q || true
-    echo "finished runs: $(ls /root/o/runs/*/result.json 2>/dev/null | wc -l)"
-    (cd /root/o && tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude=./cache .)
+    cd /root/o && find runs -name result.json -newer .start -printf '%h\n' | sort >new.txt
+    echo "new finished runs: $(wc -l <new.txt)"
+    tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.pt' -T new.txt
     ;;
 *)
     sed -n 2,15p "$0"
