@@ -80,13 +80,14 @@ def compare(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
 
 
 def verdict(delta: float, se: float | None) -> str:
+    sign = ">" if delta > 0 else "≤"
     if se is None:
-        return f"untested (Δ {'>' if delta > 0 else '≤'} 0, < 2 shared seeds)"
+        return f"untested (Δ {sign} 0, < 2 shared seeds)"
     if delta > 2 * se:
         return "holds"
     if delta < -2 * se:
         return "reversed"
-    return f"within noise (Δ {'>' if delta > 0 else '≤'} 0)"
+    return f"within noise (Δ {sign} 0)"
 
 
 def spread(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
