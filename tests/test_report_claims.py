@@ -79,7 +79,8 @@ def test_paired_se_needs_two_shared_seeds(tmp_path):
         write_run(tmp_path, method="finetune", seed=seed, score=score)
     report = build(tmp_path)
     x, y = report.cells[("minilm-l6", 100, "unipelt_apl", "sst2")], report.cells[("minilm-l6", 100, "finetune", "sst2")]
-    assert claims.paired_se([x], [y]) is None  # only seed 2 in common
+    assert claims.pairs(x, y) == [(74.0, 60.0)]  # only seed 2 in common
+    assert claims.paired_se([claims.pairs(x, y)]) is None
     row = claims.compare({"sst2": x}, {"sst2": y})
     assert row["delta"] == pytest.approx(74.0 - 60.0) and row["se"] is None  # seed 2 only, never 72 vs 60.5
     assert row["note"] == ", 1 shared seeds"

@@ -40,15 +40,15 @@ def _var(values: list[float]) -> float:
     return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
-def paired_se(x: list[Group], y: list[Group]) -> float | None:
-    """SE of the task-averaged difference from per-seed differences (see the module docstring)."""
+def paired_se(paired: list[list[tuple[float, float]]]) -> float | None:
+    """SE of the task-averaged difference, from each task's seed pairs (see the module docstring)."""
     total = 0.0
-    for gx, gy in zip(x, y, strict=True):
-        diffs = [a - b for a, b in pairs(gx, gy)]
+    for p in paired:
+        diffs = [a - b for a, b in p]
         if len(diffs) < 2:
             return None
         total += _var(diffs) / len(diffs)
-    return math.sqrt(total) / len(x)
+    return math.sqrt(total) / len(paired)
 
 
 def _shared(x: dict[str, Group], y: dict[str, Group], least: int) -> dict[str, list[tuple[float, float]]]:
@@ -73,7 +73,7 @@ def compare(x: dict[str, Group], y: dict[str, Group]) -> dict | None:
     mx = {t: sum(a for a, _ in p) / len(p) for t, p in paired.items()}
     my = {t: sum(b for _, b in p) / len(p) for t, p in paired.items()}
     avg_x, avg_y = sum(mx.values()) / len(tasks), sum(my.values()) / len(tasks)
-    se = paired_se([x[t] for t in tasks], [y[t] for t in tasks])
+    se = paired_se(list(paired.values()))
     wins = sum(mx[t] >= my[t] for t in tasks)
     found = {"tasks": tasks, "x": avg_x, "y": avg_y, "delta": avg_x - avg_y, "se": se, "wins": wins}
     return found | {"note": _note(x, y, paired)}
