@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from unipelt_cli.report.load import config_identity
+from unipelt_cli.identity import digest as config_identity
 
 METRICS = {"sst2": "accuracy", "rte": "accuracy", "cola": "matthews", "stsb": "spearman", "mrpc": "f1"}
 

@@ -108,7 +108,7 @@ def train(
         typer.echo(config_mod.to_yaml(composed), nl=False)
         return
     out = runs.outputs_dir(outputs)
-    run_dir = out / "runs" / runs.run_name(composed, config_mod.config_hash(composed))
+    run_dir = runs.run_dir_for(out, composed, config_mod.config_hash(composed))
     done = runs.read_result(run_dir)
     if done is not None and not force:
         typer.echo(f"already finished (use --force to rerun): {_summary(done, run_dir)}")

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from unipelt_cli.errors import UserError
+from unipelt_cli.identity import BOOKKEEPING
 
 # Keys that change where or how fast a run happens, never its numbers: excluded from the run identity.
-BOOKKEEPING_KEYS = ("runtime", "data.dir")
+BOOKKEEPING_KEYS = BOOKKEEPING
 
 
 @dataclass
@@ -161,15 +162,21 @@ def pelt_schema():
     """{gate_pooling, <submodule>: Options typed by its dataclass, valued by conf/pelt/<name>.yaml}."""
     from omegaconf import OmegaConf
 
-    from unipelt_cli.pelt import SUBMODULES
+    from unipelt_cli.pelt import GATES, SUBMODULES
+    from unipelt_cli.pelt.plugins import defaults_file
+
+    def typed(options_cls, defaults: Path):
+        node = OmegaConf.structured(options_cls)
+        return OmegaConf.merge(node, OmegaConf.load(defaults)) if defaults.is_file() else node
 
     node = {"gate_pooling": "masked"}  # masked: real tokens only; all: every padded position
+    node["gate"] = {  # options of the gate kinds that have some: pelt.gate.<kind>.<option>
+        kind: typed(cls.Options, conf_dir() / "pelt" / "gate" / f"{kind}.yaml")
+        for kind, cls in GATES.items()
+        if cls.Options is not None
+    }
     for name, part in SUBMODULES.items():
-        typed = OmegaConf.structured(part.Options)
-        defaults = conf_dir() / "pelt" / f"{name}.yaml"
-        if defaults.is_file():
-            typed = OmegaConf.merge(typed, OmegaConf.load(defaults))
-        node[name] = typed
+        node[name] = typed(part.Options, defaults_file(name, conf_dir()))
     return node
 
 
@@ -340,7 +347,17 @@ def pelt_options(cfg) -> dict:
         raise UserError(
             f"pelt.gate_pooling={cfg.pelt.gate_pooling} is not allowed: choose one of {', '.join(GATE_POOLING)}"
         )
-    return {name: SUBMODULES[name].Options(**OmegaConf.to_container(cfg.pelt[name])) for name in SUBMODULES}
+    # a submodule registered after a run was made is absent from its stored config: off
+    stored = {name: cfg.pelt.get(name) for name in SUBMODULES}
+    return {name: SUBMODULES[name].Options(**(OmegaConf.to_container(v) if v else {})) for name, v in stored.items()}
+
+
+def gate_options(cfg) -> dict:
+    """{gate kind: its options as a plain dict} from `pelt.gate` (empty for configs of older runs)."""
+    from omegaconf import OmegaConf
+
+    gates = cfg.pelt.get("gate") if hasattr(cfg.pelt, "get") else None
+    return OmegaConf.to_container(gates) if gates is not None else {}
 
 
 def task_spec(cfg):
@@ -368,17 +385,35 @@ def to_dict(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def config_hash(cfg) -> str:
-    """Run identity: sha256 of the resolved config, bookkeeping keys excluded."""
-    import hashlib
-    import json
+def neutral_values() -> dict:
+    """{dotted key: neutral value} of every option that declares one (`metadata={"neutral": v}`):
+    options added after identity version 1, which leave a run's identity alone at that value."""
+    import dataclasses
+    import typing
 
-    data = to_dict(cfg)
-    for key in BOOKKEEPING_KEYS:
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    from unipelt_cli.pelt import GATES, SUBMODULES
+
+    found: dict = {}
+
+    def walk(cls, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if "neutral" in f.metadata:
+                found[f"{prefix}{f.name}"] = f.metadata["neutral"]
+            if dataclasses.is_dataclass(hints.get(f.name)):
+                walk(hints[f.name], f"{prefix}{f.name}.")
+
+    walk(Config, "")
+    for name, part in SUBMODULES.items():
+        walk(part.Options, f"pelt.{name}.")
+    for kind, gate in GATES.items():
+        if dataclasses.is_dataclass(getattr(gate, "Options", None)):
+            walk(gate.Options, f"pelt.gate.{kind}.")
+    return found
+
+
+def config_hash(cfg) -> str:
+    """Run identity of a composed config (unipelt_cli/identity.py says what counts)."""
+    from unipelt_cli import identity
+
+    return identity.digest(to_dict(cfg), neutral_values())

@@ -113,7 +113,7 @@ def build_model(cfg, spec):
     set_pooling(model, cfg.head.pooling)
     set_trainable(model, finetune=cfg.method.finetune, train_pooler=cfg.head.train_pooler)
     if not cfg.method.finetune:
-        pelt.apply_pelt(model, config_mod.pelt_options(cfg), cfg.pelt.gate_pooling)
+        pelt.apply_pelt(model, config_mod.pelt_options(cfg), cfg.pelt.gate_pooling, config_mod.gate_options(cfg))
     return model
 
 
@@ -126,10 +126,10 @@ def has_gates(model) -> bool:
 
 
 def saved_tensors(model) -> dict[str, torch.Tensor]:
-    """What a run keeps: PELT tensors (prefix as fixed vectors) plus the trained head; or everything."""
+    """What a run keeps: PELT tensors in their saved form (Part.before_save) plus the trained head; or everything."""
     if not is_pelt(model):
         return trained_state(model)
-    pelt.fix_prefix(model)
+    pelt.before_save(model)
     state = {k: v.detach().clone() for k, v in pelt.pelt_state_dict(model).items()}
     for name, p in model.named_parameters():
         if p.requires_grad and not name.startswith("pelt.") and name not in state:
@@ -144,7 +144,7 @@ def load_saved_tensors(model, path: Path) -> None:
     from safetensors.torch import load_file
 
     state = load_file(str(path))
-    pelt.fix_prefix(model)
+    pelt.before_save(model)
     pelt_keys = set(pelt.pelt_state_dict(model))
     pelt.load_pelt_state_dict(model, {k: v for k, v in state.items() if k in pelt_keys})
     load_state(model, {k: v for k, v in state.items() if k not in pelt_keys}, path)
@@ -154,8 +154,9 @@ def param_breakdown(model) -> dict:
     """Parameter accounting, as the paper counts it and as the optimiser sees it.
 
     trainable: tensors the optimiser updates (prefix: its training-time MLP).
-    stored: tensors the method needs at inference and saves (prefix: the fixed vectors) -- the
-      paper's count; percent is stored / backbone (the pretrained model with its task head).
+    stored: tensors the method needs at inference and saves (each Part's counts()["stored"]; the
+      prefix: its fixed vectors) -- the paper's count; percent is stored / backbone (the
+      pretrained model with its task head).
     submodules: per PELT submodule, gates apart; head: classifier (+ pooler when it trains).
     """
     trainable, total = count_params(model)
@@ -168,9 +169,7 @@ def param_breakdown(model) -> dict:
         added = sum(p.numel() for n, p in model.named_parameters() if n.startswith("pelt."))
         report["backbone"] = total - added
         report["head"] = trainable - pelt_total
-        prefix = report["submodules"].get("prefix")
-        if prefix:
-            report["stored"] = trainable - prefix["params"] + prefix["fixed_vectors"]
+        report["stored"] = trainable - sum(v["params"] - v["stored"] for v in report["submodules"].values())
     report["percent"] = round(100.0 * report["stored"] / report["backbone"], 4)
     return report
 
@@ -178,10 +177,11 @@ def param_breakdown(model) -> dict:
 def describe_params(report: dict) -> str:
     text = f"trainable parameters {report['stored']:,} ({report['percent']:.2f}% of {report['backbone']:,})"
     if "submodules" in report:
-        parts = [f"{name} {v.get('fixed_vectors', v['params']):,}" for name, v in report["submodules"].items()]
+        parts = [f"{name} {v['stored']:,}" for name, v in report["submodules"].items()]
         text += f": {', '.join(parts)}, gates {report['gates']:,}, head {report['head']:,}"
         if report["trainable"] != report["stored"]:
-            text += f"; {report['trainable']:,} while training (prefix MLP)"
+            differ = [name for name, v in report["submodules"].items() if v["params"] != v["stored"]]
+            text += f"; {report['trainable']:,} while training ({', '.join(differ)} in training form)"
     return text
 
 
@@ -250,7 +250,7 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
     config_hash = config_mod.config_hash(cfg)
     try:
         runs.atomic_write(run_dir / runs.CONFIG_FILE, config_mod.to_yaml(cfg))
-        runs.write_status(run_dir, "running", started=time.time())
+        runs.write_status(run_dir, "running", started=time.time(), **_identity_fields(config_hash))
     except OSError as exc:
         raise UserError(
             f"cannot write to {run_dir} ({exc.strerror or exc}): free disk space or fix permissions"
@@ -285,7 +285,7 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
     result = {
         "schema_version": runs.SCHEMA_VERSION,
         "run_id": run_dir.name,
-        "config_hash": config_hash,
+        **_identity_fields(config_hash),
         "task": spec.name,
         "method": cfg.method.name,
         "backbone": cfg.backbone.name,
@@ -319,6 +319,12 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
     ckpt_path.unlink(missing_ok=True)
     runs.write_status(run_dir, "done", finished=time.time())
     return result
+
+
+def _identity_fields(config_hash: str) -> dict:
+    from unipelt_cli import identity
+
+    return {"config_hash": config_hash, "identity_version": identity.VERSION}
 
 
 def save_outputs(run_dir: Path, result: dict, weights: dict | None) -> None:

@@ -1,8 +1,9 @@
 """`unipelt export RUN_DIR`: fold a run's trained tensors into a plain Hugging Face model folder.
 
-Only what can live inside the backbone's own weights is exportable: ungated LoRA (W += alpha/r B A)
-and BitFit (the biases), or full fine-tuning saved with train.save_full_weights=true. Adapters,
-prefixes and gated LoRA change the computation itself, so they are refused with a clear error.
+Only what can live inside the backbone's own weights is exportable: each PELT submodule says
+whether it can be folded in (`Part.merge_refusal`, e.g. ungated LoRA/DoRA, ungated (IA)^3, BitFit),
+or full fine-tuning saved with train.save_full_weights=true. Adapters, prefixes and gated
+submodules change the computation itself, so they are refused with a clear error.
 
 The folder holds `save_pretrained` weights, the tokenizer and `unipelt_head.json` (the head's
 pooling). With `head.pooling=pooler` it loads in plain transformers; for `cls`/`mean` pooling use
@@ -26,21 +27,17 @@ from unipelt_cli.head import set_pooling
 from unipelt_cli.model import WEIGHTS_FILE, load_tokenizer
 
 HEAD_FILE = "unipelt_head.json"
-MERGEABLE = {"lora": "LoRA with lora.gate=false", "bitfit": "BitFit"}
 
 
 def check_exportable(cfg) -> None:
     if cfg.method.finetune:
         return
-    for name, opts in config_mod.pelt_options(cfg).items():
-        if not opts.enabled:
-            continue
-        if name not in MERGEABLE or getattr(opts, "gate", False):
-            gated = " (gated)" if getattr(opts, "gate", False) else ""
-            raise UserError(
-                f"this run uses {name}{gated}, which cannot be merged into the backbone's weights: "
-                f"only {' and '.join(MERGEABLE.values())} can be exported (e.g. method=lora)"
-            )
+    reason = pelt.merge_refusal(config_mod.pelt_options(cfg))
+    if reason:
+        raise UserError(
+            f"this run cannot be merged into the backbone's weights: {reason}; "
+            "ungated LoRA, DoRA, (IA)^3 and BitFit runs can be exported (e.g. method=lora)"
+        )
 
 
 def load_exported(folder: str | Path):
@@ -70,8 +67,8 @@ def export_run(run_dir: Path, out: Path, outputs: Path, n_check: int = 64) -> fl
     model.eval()
     sample = data.tests["test"].subset(np.arange(min(n_check, len(data.tests["test"]))))
     before = _logits(model, sample)
-    if hasattr(model, "pelt") and "lora" in model.pelt:
-        pelt.merge_lora(model)
+    if hasattr(model, "pelt"):
+        pelt.merge(model)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("pelt.")}
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -114,17 +114,19 @@ def _first_line(exc: Exception) -> str:
 
 
 def head_names(model: nn.Module) -> tuple[list[str], list[str]]:
-    """(classifier parameter names, pooler parameter names) of a *ForSequenceClassification model."""
+    """(classifier parameter names, pooler parameter names) of a *ForSequenceClassification model,
+    from the architecture table (pelt/arch.py): BERT keeps its pooler in the encoder, RoBERTa-style
+    heads keep a dense + tanh layer of their own; both count as the pooler."""
+    from unipelt_cli.pelt.arch import head_arch
+
+    arch = head_arch(model)
+    pooler_prefixes = (*arch.head_dense, *((f"{model.base_model_prefix}.{arch.pooler}.",) if arch.pooler else ()))
     classifier, pooler = [], []
-    base = model.base_model_prefix
     for name, _ in model.named_parameters():
-        if name.startswith("classifier.out_proj") or (
-            name.startswith("classifier.") and not name.startswith("classifier.dense")
-        ):
-            classifier.append(name)
-        elif name.startswith((f"{base}.pooler.", "classifier.dense.")):
-            # BERT keeps its pooler in the encoder; RoBERTa-style heads keep a dense+tanh layer.
+        if name.startswith(pooler_prefixes):
             pooler.append(name)
+        elif name.startswith(arch.classifier):
+            classifier.append(name)
     if not classifier:
         raise UserError(
             f"could not find the classification head of {type(model).__name__}: "

@@ -48,6 +48,64 @@ def run_name(cfg, config_hash: str) -> str:
     return f"{cfg.task.name}-{cfg.method.name}-{budget}-s{cfg.seed}-d{cfg.data_seed}-{config_hash[:8]}"
 
 
+def _read_data(path: Path):
+    """A JSON or YAML file as plain data, or None when absent or unreadable (YAML with the safe
+    loader: a file's tags never build objects or run code)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return None
+
+
+def folder_identity(run_dir: Path) -> str | None:
+    """The identity a run folder was trained under (unipelt_cli/identity.py), from its files."""
+    from unipelt_cli import identity
+
+    result, status = _read_data(run_dir / RESULT_FILE), _read_data(run_dir / STATUS_FILE)
+    result, status = (x if isinstance(x, dict) else None for x in (result, status))
+    found = identity.of_run_files(result, status, None)
+    if found is None:
+        config = _read_data(run_dir / CONFIG_FILE)
+        found = identity.of_run_files(None, None, config if isinstance(config, dict) else None)
+    return found
+
+
+def index(outputs: Path) -> dict[str, str]:
+    """{identity: run folder name} for the run folders under <outputs>/runs; where two folders
+    share an identity (a v1 folder and a rerun), the one with a result wins, then the name."""
+    found: dict[str, str] = {}
+    root = Path(outputs) / "runs"
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return found
+    for folder in folders:
+        key = folder_identity(folder)
+        if key is None:
+            continue
+        if key not in found or (read_result(root / found[key]) is None and read_result(folder) is not None):
+            found[key] = folder.name
+    return found
+
+
+def run_dir_for(outputs: Path, cfg, config_hash: str, known: dict[str, str] | None = None) -> Path:
+    """The folder of the run with this identity: an existing one (whatever its name: folders of
+    identity version 1 carry the old hash), else a new name from the config."""
+    known = index(outputs) if known is None else known
+    return Path(outputs) / "runs" / known.get(config_hash, run_name(cfg, config_hash))
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -79,8 +137,14 @@ def prepare(run_dir: Path) -> None:
         ) from None
 
 
+IDENTITY_KEYS = ("config_hash", "identity_version")  # kept from one status to the next
+
+
 def write_status(run_dir: Path, state: str, **info) -> None:
     data = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+    before = _read_data(run_dir / STATUS_FILE)
+    if isinstance(before, dict):
+        data.update({key: before[key] for key in IDENTITY_KEYS if key in before})
     data.update(info)
     write_json(run_dir / STATUS_FILE, data)
 

@@ -14,7 +14,7 @@ import time
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from unipelt_cli.pelt import SUBMODULES, apply_pelt, fix_prefix, param_report
+from unipelt_cli.pelt import SUBMODULES, apply_pelt, before_save, param_report
 
 PRESETS = {
     "bitfit": ["bitfit"],
@@ -101,7 +101,7 @@ def time_presets(config, device, batch, repeats):
     for preset, names in rows.items():
         model = build(config, "sdpa", torch.bfloat16, device, names)
         if preset == "APL+fixed":
-            fix_prefix(model)
+            before_save(model)
         if names is None:
             for p in model.parameters():
                 p.requires_grad_(True)

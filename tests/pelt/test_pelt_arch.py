@@ -57,7 +57,7 @@ def test_usage_errors(batch):
     with pytest.raises(UserError, match="already applied"):
         apply_pelt(model, options(["lora"]))
     with pytest.raises(UserError, match="unknown PELT submodule"):
-        apply_pelt(tiny_model(), {"ia3": {"enabled": True}})
+        apply_pelt(tiny_model(), {"no_such_method": {"enabled": True}})
     with pytest.raises(UserError, match="bad options for lora"):
         apply_pelt(tiny_model(), {"lora": {"enabled": True, "ranks": 4}})
     with pytest.raises(UserError, match="gate pooling"):

@@ -19,10 +19,10 @@ def bert_base_apl():
 
 def test_bert_base_counts(bert_base_apl):
     report = param_report(bert_base_apl)
-    assert report["adapter"] == {"params": 894_528, "gate_params": 12 * 769}
-    assert report["prefix"] == {"params": 9_857_024, "gate_params": 12 * 769, "fixed_vectors": 184_320}
-    assert report["lora"] == {"params": 294_912, "gate_params": 24 * 769}
-    assert report["bitfit"] == {"params": 102_912, "gate_params": 0}
+    assert report["adapter"] == {"params": 894_528, "gate_params": 12 * 769, "stored": 894_528}
+    assert report["prefix"] == {"params": 9_857_024, "gate_params": 12 * 769, "stored": 184_320}
+    assert report["lora"] == {"params": 294_912, "gate_params": 24 * 769, "stored": 294_912}
+    assert report["bitfit"] == {"params": 102_912, "gate_params": 0, "stored": 102_912}
     assert report["gates"] == 48 * 769
 
 
@@ -46,12 +46,12 @@ def test_fixed_prefix_count():
         model = BertForSequenceClassification(BertConfig(num_labels=2))
     apply_pelt(model, {"prefix": {"enabled": True, "gate": False}})
     model.pelt["prefix"].fix()
-    assert param_report(model)["prefix"] == {"params": 184_320, "gate_params": 0, "fixed_vectors": 184_320}
+    assert param_report(model)["prefix"] == {"params": 184_320, "gate_params": 0, "stored": 184_320}
 
 
 def test_lora_per_layer_gates_count():
     with torch.device("meta"):
         model = BertForSequenceClassification(BertConfig(num_labels=2))
     apply_pelt(model, {"lora": LoRAOptions(enabled=True, gate_per="layer")})
-    assert param_report(model)["lora"] == {"params": 294_912, "gate_params": 12 * 769}
+    assert param_report(model)["lora"] == {"params": 294_912, "gate_params": 12 * 769, "stored": 294_912}
     assert {key for _, key, _ in iter_gates(model)} == {"lora"}

@@ -4,12 +4,12 @@ import math
 
 import torch
 
-from unipelt_cli.pelt.gate import Gate
+from unipelt_cli.pelt.gate import Gate, SigmoidMeanGate
 
 
 def test_gate_formula_and_pooling():
     torch.manual_seed(0)
-    gate = Gate(8, "masked")
+    gate = SigmoidMeanGate(8, "masked")
     u = torch.randn(2, 5, 8)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     s = torch.sigmoid(u @ gate.linear.weight[0] + gate.linear.bias)  # (B, T): sigmoid first, then the mean
@@ -23,7 +23,7 @@ def test_gate_formula_and_pooling():
 
 def test_masked_pooling_ignores_padding_length():
     torch.manual_seed(0)
-    gate = Gate(8, "masked")
+    gate = SigmoidMeanGate(8, "masked")
     u = torch.randn(1, 3, 8)
     padded = torch.cat([u, torch.randn(1, 4, 8)], dim=1)
     mask = torch.tensor([[1, 1, 1, 0, 0, 0, 0]])
@@ -32,7 +32,7 @@ def test_masked_pooling_ignores_padding_length():
 
 def test_init_starts_near_half():
     torch.manual_seed(0)
-    gate = Gate(768)
+    gate = SigmoidMeanGate(768)
     assert sum(p.numel() for p in gate.parameters()) == 769
     assert torch.all(gate.linear.bias == 0)
     assert abs(gate.linear.weight.std().item() - 0.02) < 0.003
@@ -40,7 +40,7 @@ def test_init_starts_near_half():
 
 
 def test_hold():
-    gate = Gate(8)
+    gate = SigmoidMeanGate(8)
     gate.hold(0.25)
     assert torch.equal(gate(torch.randn(3, 4, 8)), torch.full((3, 1, 1), 0.25))
     gate.hold(None)
@@ -48,7 +48,7 @@ def test_hold():
 
 
 def test_stats_known_values_and_bounded_memory():
-    gate = Gate(4).eval()
+    gate = SigmoidMeanGate(4).eval()
     u = torch.zeros(2, 3, 4)
     assert gate.stats() == {"mean": None, "std": None, "n": 0}
     gate(u)  # off: records nothing
@@ -74,7 +74,7 @@ def test_stats_known_values_and_bounded_memory():
 
 
 def test_stats_per_example():
-    gate = Gate(1).eval()
+    gate = SigmoidMeanGate(1).eval()
     gate.collecting = True
     with torch.no_grad():
         gate.linear.weight.fill_(1.0)
@@ -92,7 +92,7 @@ def test_a_registered_gate_type_is_usable(monkeypatch, batch):
     class HalfGate(Gate):
         """A gate type that always says 0.5 (it inherits hold and statistics from Gate)."""
 
-        def forward(self, u, mask=None):
+        def score(self, u):
             return u.new_full((u.shape[0], 1, 1), 0.5)
 
     monkeypatch.setitem(GATES, "half", HalfGate)

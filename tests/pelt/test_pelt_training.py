@@ -8,12 +8,12 @@ from safetensors.torch import load_file, save_file
 
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import (
+    before_save,
     collect_gate_stats,
-    fix_prefix,
     gate_stats,
     iter_gates,
     load_pelt_state_dict,
-    merge_lora,
+    merge,
     pelt_state_dict,
     reset_gate_stats,
 )
@@ -87,6 +87,10 @@ def test_saved_keys_are_exactly_the_pelt_tensors():
         for t in ("query", "value"):
             keys |= {f"pelt.lora.layers.{i}.A.{t}", f"pelt.lora.layers.{i}.B.{t}"}
             keys |= {f"pelt.lora.layers.{i}.gate.{t}.linear.{w}" for w in ("weight", "bias")}
+        keys |= {f"pelt.ia3.layers.{i}.scales.{t}" for t in ("key", "value", "ffn")}
+        for lin in ("down", "up", "gate.linear"):
+            keys |= {f"pelt.parallel_adapter.places.ffn.{i}.{lin}.{w}" for w in ("weight", "bias")}
+        keys |= {f"pelt.ia3.layers.{i}.gate.linear.{w}" for w in ("weight", "bias")}
         base = f"bert.encoder.layer.{i}."
         for bias in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
             keys.add(base + bias + ".bias")
@@ -113,7 +117,7 @@ def test_fixed_prefix_equals_mlp_form(batch):
     model = pelt_model(["prefix"])
     randomize(model)
     before = logits(model, batch)
-    fix_prefix(model)
+    before_save(model)
     assert not hasattr(model.pelt["prefix"], "mlp")
     assert torch.equal(logits(model, batch), before)
 
@@ -122,14 +126,14 @@ def test_merge_lora(batch):
     model = pelt_model(["lora", "adapter"], lora={"gate": False, "targets": ["query", "key", "value"]})
     randomize(model)
     before = logits(model, batch)
-    merge_lora(model)
-    assert "lora" not in model.pelt
+    model.pelt["lora"].merge(model)
+    del model.pelt["lora"]
     assert not model.bert.encoder.layer[0].attention.self.query._forward_hooks
     torch.testing.assert_close(logits(model, batch), before, rtol=1e-5, atol=1e-6)
-    with pytest.raises(UserError):
-        merge_lora(model)
     with pytest.raises(UserError, match="gated"):
-        merge_lora(pelt_model(["lora"]))
+        merge(pelt_model(["lora"]))
+    with pytest.raises(UserError, match="adapter changes the computation"):
+        merge(model)  # the adapter left in it cannot fold into the backbone
 
 
 def test_ungated_lora_matches_peft(batch):

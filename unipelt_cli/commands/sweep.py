@@ -73,7 +73,9 @@ def sweep(
         raise UserError(f"--backend {backend} is not a back-end: choose one of {', '.join(BACKENDS)}")
     out = runs.outputs_dir(outputs)
     preset, _ = grid.split_preset(list(overrides or []))
-    planned = grid.plan(list(overrides or []), out, notify=None if quiet else lambda text: typer.echo(text, err=True))
+    planned = grid.plan(
+        list(overrides or []), out, notify=None if quiet else lambda text: typer.echo(text, err=True), write=not dry_run
+    )
     if dry_run:
         _list(planned, out, force)
         return

@@ -6,7 +6,8 @@
     model(input_ids=..., attention_mask=...).logits
 
 Every file in this package is imported here; a submodule file registers itself (see registry.py),
-so adding one is that file plus conf/pelt/<name>.yaml.
+so adding one is that file plus conf/pelt/<name>.yaml. Installed plugin packages add theirs
+through the `unipelt.pelt` entry point group (plugins.py).
 """
 
 import importlib
@@ -14,34 +15,39 @@ import pkgutil
 
 from unipelt_cli.pelt.apply import (
     apply_pelt,
+    before_save,
     collect_gate_stats,
-    fix_prefix,
     gate_stats,
     iter_gates,
     load_pelt_state_dict,
+    merge,
+    merge_refusal,
     param_report,
     pelt_state_dict,
     reset_gate_stats,
 )
 from unipelt_cli.pelt.gate import GATE_POOLING, GATES
-from unipelt_cli.pelt.registry import SUBMODULES
+from unipelt_cli.pelt.plugins import load_plugins
+from unipelt_cli.pelt.registry import ORIGINS, SUBMODULES
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module(f"{__name__}.{_module}")
-
-from unipelt_cli.pelt.lora import merge_lora  # noqa: E402
+load_plugins()
 
 __all__ = [
     "GATES",
     "GATE_POOLING",
+    "ORIGINS",
     "SUBMODULES",
     "apply_pelt",
+    "before_save",
     "collect_gate_stats",
-    "fix_prefix",
     "gate_stats",
     "iter_gates",
     "load_pelt_state_dict",
-    "merge_lora",
+    "load_plugins",
+    "merge",
+    "merge_refusal",
     "param_report",
     "pelt_state_dict",
     "reset_gate_stats",

@@ -68,6 +68,7 @@ class Adapter(nn.Module):
 class AdapterSet(Part):
     name = "adapter"
     Options = AdapterOptions
+    needs = ("layers", "ffn_norm")
 
     def __init__(self, adapters: list[Adapter]):
         super().__init__()
@@ -84,7 +85,7 @@ class AdapterSet(Part):
             )
         adapters = []
         for _ in archmod.layers(model, arch):
-            gate = make_gate(options.gate_type, dim, ctx.pooling) if options.gate else None
+            gate = make_gate(options.gate_type, dim, ctx) if options.gate else None
             adapters.append(Adapter(dim, bottleneck, options.activation, gate, ctx))
         part = cls(adapters)
         for layer, adapter in zip(archmod.layers(model, arch), adapters, strict=True):

@@ -12,7 +12,7 @@ from torch import nn
 
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt.arch import arch_for, check_hosts, pooler
-from unipelt_cli.pelt.gate import GATE_POOLING
+from unipelt_cli.pelt.gate import GATE_POOLING, gate_kind_options
 from unipelt_cli.pelt.registry import SUBMODULES, Context
 
 
@@ -58,15 +58,16 @@ def _chosen(options: dict) -> list[tuple[str, object]]:
     return sorted(chosen, key=lambda item: order.index(item[0]))
 
 
-def apply_pelt(model: nn.Module, options: dict, gate_pooling: str = "masked") -> None:
-    """Freeze the backbone (except the pooler) and attach the enabled submodules, in place."""
+def apply_pelt(model: nn.Module, options: dict, gate_pooling: str = "masked", gate_options: dict | None = None) -> None:
+    """Freeze the backbone (except the pooler) and attach the enabled submodules, in place.
+    gate_options: {gate kind: its Options (or a mapping)} for gate kinds that have options."""
     if gate_pooling not in GATE_POOLING:
         raise UserError(f"gate pooling must be one of {', '.join(GATE_POOLING)}, got {gate_pooling!r}: pick one")
     if hasattr(model, "pelt"):
         raise UserError("PELT is already applied to this model: build a fresh model to apply it again")
     arch = arch_for(model)
     chosen = _chosen(options)
-    check_hosts(model, [name for name, _ in chosen])
+    check_hosts(model, {name: SUBMODULES[name].needs for name, _ in chosen})
 
     pooler_module = pooler(model, arch)
     keep = {id(p) for p in pooler_module.parameters()} if pooler_module is not None else set()
@@ -74,7 +75,7 @@ def apply_pelt(model: nn.Module, options: dict, gate_pooling: str = "masked") ->
         if id(p) not in keep:
             p.requires_grad_(False)
 
-    root = PeltModules(Context(gate_pooling))
+    root = PeltModules(Context(gate_pooling, gate_kind_options(gate_options or {})))
     model.add_module("pelt", root)
     reference = next(model.base_model.parameters())
     for name, opts in chosen:
@@ -90,8 +91,22 @@ def _root(model: nn.Module) -> PeltModules:
     return model.pelt
 
 
+def merge_refusal(options: dict) -> str | None:
+    """Why the enabled submodules in `options` cannot all be folded into the backbone, or None."""
+    reasons = [SUBMODULES[name].merge_refusal(opts) for name, opts in _chosen(options)]
+    return "; ".join(r for r in reasons if r) or None
+
+
+def merge(model: nn.Module) -> None:
+    """Fold every attached submodule into the backbone's weights and remove it (see Part.merge)."""
+    root = _root(model)
+    for name in list(root):
+        root[name].merge(model)
+        del root[name]
+
+
 def param_report(model: nn.Module) -> dict:
-    """{submodule: {"params", "gate_params"[, "fixed_vectors"]}, "gates": all gate parameters}."""
+    """{submodule: {"params", "gate_params", "stored"}, "gates": all gate parameters}."""
     report = {name: part.counts() for name, part in _root(model).items()}
     report["gates"] = sum(counts["gate_params"] for counts in report.values())
     return report
@@ -115,7 +130,7 @@ def load_pelt_state_dict(model: nn.Module, state: dict) -> None:
     """Load `pelt_state_dict` output into a model built with the same options. Strict on keys and shapes."""
     root = _root(model)
     for part in root.values():
-        part.prepare_load()
+        part.before_save()
     targets = _live_state(model)
     missing, unexpected = sorted(targets.keys() - state.keys()), sorted(state.keys() - targets.keys())
     if missing or unexpected:
@@ -133,10 +148,10 @@ def load_pelt_state_dict(model: nn.Module, state: dict) -> None:
         target.copy_(state[key])
 
 
-def fix_prefix(model: nn.Module) -> None:
-    """Run the prefix MLP once and keep its output as fixed vectors (no-op without prefix)."""
-    if "prefix" in _root(model):
-        _root(model)["prefix"].fix()
+def before_save(model: nn.Module) -> None:
+    """Put every submodule into the form it saves (the prefix MLP becomes fixed vectors)."""
+    for part in _root(model).values():
+        part.before_save()
 
 
 def iter_gates(model: nn.Module) -> list[tuple[int, str, nn.Module]]:

@@ -21,6 +21,7 @@ class BitFitOptions:
 class BitFit(Part):
     name = "bitfit"
     Options = BitFitOptions
+    needs = ()
 
     def __init__(self, biases: dict[str, torch.nn.Parameter]):
         super().__init__()
@@ -38,4 +39,12 @@ class BitFit(Part):
         return {name: p.detach() for name, p in self.biases.items()}
 
     def counts(self) -> dict[str, int]:
-        return {"params": sum(p.numel() for p in self.biases.values()), "gate_params": 0}
+        n = sum(p.numel() for p in self.biases.values())
+        return {"params": n, "gate_params": 0, "stored": n}
+
+    @classmethod
+    def merge_refusal(cls, options) -> str | None:
+        return None  # the trained biases are the backbone's own
+
+    def merge(self, model) -> None:
+        self.remove_hooks()

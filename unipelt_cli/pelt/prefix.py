@@ -109,6 +109,7 @@ class RoutedConfig:
 class PrefixSet(Part):
     name = "prefix"
     Options = PrefixOptions
+    needs = ("layers", "attention")
 
     def __init__(self, n_layers: int, dim: int, heads: int, options: PrefixOptions, gates, ctx: Context):
         super().__init__()
@@ -137,7 +138,7 @@ class PrefixSet(Part):
             )
         layers = archmod.layers(model, arch)
         dim = model.config.hidden_size
-        gates = [make_gate(options.gate_type, dim, ctx.pooling) for _ in layers] if options.gate else None
+        gates = [make_gate(options.gate_type, dim, ctx) for _ in layers] if options.gate else None
         part = cls(len(layers), dim, model.config.num_attention_heads, options, gates, ctx)
         ctx.on_forward.append(part.begin)
         for i, layer in enumerate(layers):
@@ -170,7 +171,7 @@ class PrefixSet(Part):
 
     def before_attention(self, i: int, attention: nn.Module, args: tuple, kwargs: dict) -> None:
         """Forward pre-hook on layer i's self-attention: compute its gated prefix keys and values."""
-        x = args[0] if args else kwargs["hidden_states"]  # (B, T, d)
+        x = archmod.first_input(args, kwargs)  # (B, T, d)
         batch = x.shape[0]
         _, _, length, dim = self.vector_shape
         kv = self.current[i].reshape(2, length, self.heads, dim // self.heads).transpose(1, 2)  # (2, heads, L, d_head)
@@ -198,9 +199,9 @@ class PrefixSet(Part):
                 state["pelt.prefix.vectors"] = self.all_vectors().contiguous()
         return state
 
-    def prepare_load(self) -> None:
+    def before_save(self) -> None:
         self.fix()
 
     def counts(self) -> dict[str, int]:
         n_layers, two, length, dim = self.vector_shape
-        return {**super().counts(), "fixed_vectors": n_layers * two * length * dim}
+        return {**super().counts(), "stored": n_layers * two * length * dim}

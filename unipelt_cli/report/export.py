@@ -43,7 +43,7 @@ def long_rows(report: Report) -> list[dict]:
             "budget": run.budget,
             "seed": run.seed,
             "data_seed": run.data_seed,
-            "config_hash": run.identity,
+            "config_hash": (run.result or {}).get("config_hash") or run.identity,  # the hash it was recorded under
             "variant": group.label if group else "",
             "shown": group is not None and report.cells.get(group.key) is group,
             "path": str(run.path),

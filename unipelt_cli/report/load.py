@@ -9,18 +9,17 @@ incomplete files are skipped with a warning that names them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unipelt_cli import identity as identity_mod
 from unipelt_cli import runs as runs_mod
 from unipelt_cli.errors import UserError
 
 REQUIRED_KEYS = ("task", "method", "budget", "seed", "primary_metric", "test")
-BOOKKEEPING = ("runtime", "data.dir")  # as unipelt_cli.config.BOOKKEEPING_KEYS: not part of a run's identity
 # filter aliases: what a user types -> the Run attribute it means
 ALIASES = {"task": "task", "method": "method", "budget": "budget", "backbone": "backbone", "seed": "seed"}
 ALIASES |= {"data_seed": "data_seed", "task.name": "task", "method.name": "method", "backbone.name": "backbone"}
@@ -29,7 +28,7 @@ ALIASES |= {"data_seed": "data_seed", "task.name": "task", "method.name": "metho
 @dataclass
 class Run:
     path: Path
-    identity: str  # the config hash: one run identity, whatever its folder is called
+    identity: str  # unipelt_cli/identity.py: one run identity, whatever its folder is called or hash era
     backbone: str
     task: str
     method: str
@@ -72,18 +71,6 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def config_identity(config: dict) -> str:
-    """The run identity exactly as unipelt_cli.config.config_hash computes it (for runs with no result)."""
-    data = json.loads(json.dumps(config))
-    for key in BOOKKEEPING:
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def runs_folder(path: Path) -> Path:
@@ -163,7 +150,7 @@ def _make_run(folder: Path, result: dict | None, config: dict | None, status: di
         budget = result["budget"]
         run = Run(
             path=folder,
-            identity=result.get("config_hash") or (config_identity(config) if config else folder.name),
+            identity=identity_mod.of_run_files(result, status, config) or result.get("config_hash") or folder.name,
             backbone=str(result.get("backbone") or flat.get("backbone.name", "?")),
             task=result["task"],
             method=result["method"],
@@ -181,7 +168,7 @@ def _make_run(folder: Path, result: dict | None, config: dict | None, status: di
     k = flat.get("budget.k")
     return Run(
         path=folder,
-        identity=config_identity(config),
+        identity=identity_mod.of_run_files(None, status, config),
         backbone=str(flat.get("backbone.name", "?")),
         task=str(flat.get("task.name", "?")),
         method=str(flat.get("method.name", "?")),

@@ -119,9 +119,10 @@ def sweep_overrides(overrides: list[str]) -> tuple[str | None, list[str]]:
     return name, (preset_overrides(name) if name else []) + rest
 
 
-def plan(overrides: list[str], outputs: Path | None = None, notify=None) -> list[Job]:
-    """The sweep's jobs, configs checked, identical configs merged; cached under <outputs>/sweeps.
-    `notify(text)` hears about long plans."""
+def plan(overrides: list[str], outputs: Path | None = None, notify=None, write: bool = True) -> list[Job]:
+    """The sweep's jobs, configs checked, identical configs merged; cached under <outputs>/sweeps
+    unless `write` is false (a dry run writes nothing). A job whose identity an existing run folder
+    has (a folder named by identity version 1, say) gets that folder. `notify(text)` hears about long plans."""
     _, merged = sweep_overrides(overrides)
     combos = expand(merged)
     cache = _Cache(outputs / "sweeps" / CACHE_FILE if outputs else None)
@@ -139,13 +140,17 @@ def plan(overrides: list[str], outputs: Path | None = None, notify=None) -> list
                     raise UserError(f"job {' '.join(combo)}: {exc}") from None
                 digest = config.config_hash(cfg)
                 cache.put(combo, runs.run_name(cfg, digest), digest)
-        cache.save()
+        if write:
+            cache.save()
+    from unipelt_cli import runs
+
+    known = runs.index(outputs) if outputs else {}
     jobs, seen = [], set()
     for combo in combos:
         run_id, digest = cache.get(combo)
         if digest not in seen:  # e.g. seed=1,1, or an override equal to the default
             seen.add(digest)
-            jobs.append(Job(tuple(combo), run_id, digest))
+            jobs.append(Job(tuple(combo), known.get(digest, run_id), digest))
     return jobs
 
 
@@ -197,7 +202,8 @@ class _Cache:
             pass  # a cache only: the next sweep plans again
 
 
-IDENTITY_CODE = ("config.py", "runs.py", "pelt", "data/tasks.py")  # what composes, validates and names a run
+# what composes, validates and names a run
+IDENTITY_CODE = ("config.py", "identity.py", "runs.py", "pelt", "data/tasks.py")
 
 
 def _fingerprint() -> str:

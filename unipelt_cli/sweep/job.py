@@ -37,6 +37,7 @@ class JobSpec:
     # sweep that is restarted or re-queued still runs each job once.
     force_since: float | None = None
     runtime: list[str] = field(default_factory=list)  # runtime.* overrides (threads): not identity
+    identity: str = ""  # the run identity the sweep planned (unipelt_cli/identity.py)
 
 
 def finished(run_dir: Path, force_since: float | None = None) -> dict | None:
@@ -94,11 +95,12 @@ def _train(spec: JobSpec, run_dir: Path, outputs: Path, started: float) -> dict:
     training = False
     try:
         cfg = config.compose([*spec.overrides, *spec.runtime], strict=False)
-        run_id = runs.run_name(cfg, config.config_hash(cfg))
-        if run_id != spec.run_id:
+        digest = config.config_hash(cfg)
+        planned = spec.identity or spec.run_id.rsplit("-", 1)[-1]
+        if not digest.startswith(planned):
             raise RuntimeError(
-                f"the config of {' '.join(spec.overrides)} is now run {run_id}, not the planned {spec.run_id} "
-                "(conf/ or the code changed since the sweep was planned): start the sweep again"
+                f"the config of {' '.join(spec.overrides)} is now run {runs.run_name(cfg, digest)}, not the planned "
+                f"{spec.run_id} (conf/ or the code changed since the sweep was planned): start the sweep again"
             )
         from unipelt_cli.experiment import train_run
         from unipelt_cli.progress import Reporter

@@ -124,6 +124,7 @@ class Sweep:
             sweep_id=self.sweep_id,
             force_since=self.force_since,
             runtime=self.runtime,
+            identity=record.config_hash,
         )
 
     def run(self, display) -> int:
