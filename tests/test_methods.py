@@ -20,8 +20,31 @@ PAPER_METHODS = {
 }  # fmt: skip
 
 
+UNIFIED_VIEW = {  # He et al. 2022, (IA)^3, DoRA and the gated mixes: preset -> {submodule: gated}
+    "parallel_adapter": {"parallel_adapter": False},
+    "scaled_parallel_adapter": {"parallel_adapter": False},
+    "mam": {"prefix": False, "parallel_adapter": False},
+    "unipelt_mam": {"prefix": True, "parallel_adapter": True},
+    "ia3": {"ia3": False},
+    "dora": {"lora": False},
+    "unipelt_apli": {"adapter": True, "prefix": True, "lora": True, "ia3": True},
+}
+
+
 def test_presets_cover_the_paper():
-    assert PAPER_METHODS <= set(METHODS)
+    assert PAPER_METHODS | set(UNIFIED_VIEW) <= set(METHODS)
+
+
+@pytest.mark.parametrize("method", sorted(UNIFIED_VIEW))
+def test_unified_view_preset_composition(method):
+    opts = config.pelt_options(config.compose([f"method={method}"]))
+    assert {n: o.gate for n, o in opts.items() if o.enabled} == UNIFIED_VIEW[method]
+    if "parallel_adapter" in UNIFIED_VIEW[method]:
+        pa = opts["parallel_adapter"]
+        assert (pa.placement, pa.bottleneck, pa.scale) == (["ffn"], 512, 1.0 if method == "parallel_adapter" else 4.0)
+    if "mam" in method:
+        assert opts["prefix"].length == 30
+    assert opts["lora"].dora == (method == "dora")
 
 
 @pytest.mark.parametrize("method", sorted(PAPER_METHODS - {"finetune"}))
@@ -46,7 +69,7 @@ def run(*args):
     return result
 
 
-@pytest.mark.parametrize("method", sorted(PAPER_METHODS - {"finetune"}))
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"finetune"}))
 def test_method_trains_saves_and_reloads(tmp_path, tiny_backbone, tiny_glue, method):
     out = tmp_path / "out"
     run("train", "-q", "--outputs", out, *tiny_overrides(tiny_backbone, tiny_glue, f"method={method}"))
@@ -74,7 +97,7 @@ def test_method_trains_saves_and_reloads(tmp_path, tiny_backbone, tiny_glue, met
     assert report["metrics"]["test"] == result["test"]
 
 
-@pytest.mark.parametrize("method,pooling", [("lora", "mean"), ("bitfit", "pooler")])
+@pytest.mark.parametrize("method,pooling", [("lora", "mean"), ("bitfit", "pooler"), ("dora", "mean"), ("ia3", "mean")])
 def test_export_merges_into_a_plain_model(tmp_path, tiny_backbone, tiny_glue, method, pooling):
     from transformers import AutoModelForSequenceClassification
 

@@ -194,12 +194,13 @@ def export_cmd(
     typer.echo(f"exported {folder.name} to {target} (max |logit difference| after reload: {diff:.2e})")
 
 
-@app.command("ls", epilog="Examples: unipelt ls | unipelt ls task | unipelt ls budget")
+@app.command("ls", epilog="Examples: unipelt ls | unipelt ls task | unipelt ls method | unipelt ls pelt")
 @user_errors
 def ls_cmd(
-    group: Annotated[str | None, typer.Argument(help="A config group: task, budget, method ...")] = None,
+    group: Annotated[str | None, typer.Argument(help="A config group: task, budget, method ..., or pelt")] = None,
 ) -> None:
-    """List config groups and their options (what can go after group=), and the sweep presets."""
+    """List config groups and their options (what can go after group=), the sweep presets, and
+    (`ls pelt`) the PELT submodules and gate kinds with where each came from."""
     from unipelt_cli.config import conf_dir, groups
     from unipelt_cli.sweep.grid import preset_names
 
@@ -207,11 +208,37 @@ def ls_cmd(
     if group is None:
         for name, options in known.items():
             typer.echo(f"{name}: {', '.join(options)}")
+        typer.echo("pelt: the submodules under pelt.<name> (see: unipelt ls pelt)")
+        return
+    if group == "pelt":
+        _list_pelt()
         return
     if group not in known:
         raise UserError(f"unknown config group '{group}': choose one of {', '.join(known)}")
     for option in known[group]:
         typer.echo(f"{option:<22} {_first_comment(conf_dir() / group / f'{option}.yaml')}")
+
+
+def _list_pelt() -> None:
+    """Submodules (pelt.<name>.*) and gate kinds (<submodule>.gate_type), with their origin."""
+    import inspect
+
+    from unipelt_cli.pelt import GATES, ORIGINS, SUBMODULES
+    from unipelt_cli.pelt.plugins import FAILED
+
+    def first_line(obj) -> str:
+        doc = inspect.getdoc(inspect.getmodule(obj)) or inspect.getdoc(obj) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    typer.echo("submodules (pelt.<name>.enabled=true):")
+    for name, part in SUBMODULES.items():
+        typer.echo(f"  {name:<18} [{ORIGINS.get(name, '?')}] {first_line(part)}")
+    typer.echo("gate kinds (<submodule>.gate_type=<kind>):")
+    for kind, gate in GATES.items():
+        options = " (options: pelt.gate.%s.*)" % kind if gate.Options is not None else ""
+        typer.echo(f"  {kind:<18} {(inspect.getdoc(gate) or '').splitlines()[0]}{options}")
+    for name, reason in FAILED.items():
+        typer.echo(f"  {name:<18} [plugin failed to load] {reason}")
 
 
 def _first_comment(path: Path) -> str:

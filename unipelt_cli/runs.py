@@ -82,21 +82,24 @@ def folder_identity(run_dir: Path) -> str | None:
 
 
 def index(outputs: Path) -> dict[str, str]:
-    """{identity: run folder name} for the run folders under <outputs>/runs; where two folders
-    share an identity (a v1 folder and a rerun), the one with a result wins, then the name."""
-    found: dict[str, str] = {}
+    """{identity: run folder name} for the run folders under <outputs>/runs. Where two folders share
+    an identity (a v1 folder and a later rerun), a finished one wins, then one that recorded its
+    identity (trained under version 2), then the first name."""
+    best: dict[str, tuple[tuple[bool, bool], str]] = {}
     root = Path(outputs) / "runs"
     try:
         folders = sorted(p for p in root.iterdir() if p.is_dir())
     except OSError:
-        return found
+        return {}
     for folder in folders:
         key = folder_identity(folder)
         if key is None:
             continue
-        if key not in found or (read_result(root / found[key]) is None and read_result(folder) is not None):
-            found[key] = folder.name
-    return found
+        result = read_result(folder)
+        rank = (result is not None, bool(result and result.get("identity_version")))
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, folder.name)
+    return {key: name for key, (_, name) in best.items()}
 
 
 def run_dir_for(outputs: Path, cfg, config_hash: str, known: dict[str, str] | None = None) -> Path:

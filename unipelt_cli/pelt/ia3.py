@@ -1,6 +1,7 @@
-"""(IA)^3: learned vectors that rescale keys, values and the FFN's intermediate activation
-(Liu et al. NeurIPS 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than
-In-Context Learning", section 3.3), optionally gated.
+"""(IA)^3: learned vectors rescaling keys, values and the FFN activation, optionally gated (Liu et al. 2022).
+
+Liu et al. NeurIPS 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than
+In-Context Learning", section 3.3.
 
     K = l_k * (W_k x + b_k)        V = l_v * (W_v x + b_v)        l_k, l_v: (d,)
     FFN: W_out (l_ff * act(W_in x + b_in)) + b_out                 l_ff: (d_ff,)

@@ -1,5 +1,6 @@
-"""Parallel adapter and scaled parallel adapter (He et al. ICLR 2022, "Towards a Unified View of
-Parameter-Efficient Transfer Learning", section 3.2 and Table 1), optionally gated.
+"""Parallel adapter and scaled parallel adapter beside a sublayer, optionally gated (He et al. ICLR 2022).
+
+He et al., "Towards a Unified View of Parameter-Efficient Transfer Learning", section 3.2 and Table 1.
 
 For a sublayer (attention or FFN) with input x and output h, both (B, T, d):
 
