@@ -170,3 +170,51 @@ def test_seed_std_is_compared_on_the_shared_seeds(tmp_path):
     assert spread["x"] == pytest.approx(math.sqrt(8)) and spread["y"] == pytest.approx(math.sqrt(0.5))
     assert spread["text"] == f"std {math.sqrt(8):.2f} vs {math.sqrt(0.5):.2f} (no gate, 2 shared seeds)"
     assert found["Gates help UniPELT (APL)"]["delta"] == pytest.approx(72.0 - 60.5)  # seed 3 left out
+
+
+UNIFIED_SCORES = {  # in a second folder, beside the paper methods of `report`
+    "unipelt_apli": {"sst2": [86.0, 88.0], "rte": [60.0, 66.0]},
+    "ia3": {"sst2": [75.0, 77.0], "rte": [58.0, 58.0]},
+    "dora": {"sst2": [84.0, 88.0], "rte": [55.0, 55.0]},
+}
+
+
+def test_unified_view_claims_and_families_from_two_folders(report, tmp_path):
+    from unipelt_cli.report.tables import families_grid
+
+    extra = tmp_path / "unified"
+    for method, by_task in UNIFIED_SCORES.items():
+        for task, scores in by_task.items():
+            for seed, score in enumerate(scores, start=1):
+                write_run(extra, task=task, method=method, seed=seed, score=score)
+    both = build([report.source, extra])
+    found = rows(both)
+    member = found["Gated APL+(IA)^3 beats its best member"]
+    # members by average: adapter 68, prefix 66.5, lora 69.5, ia3 (76 + 58) / 2 = 67 -> LoRA
+    assert member["text"] == "75.00 vs 69.50 (LoRA)" and member["delta"] == pytest.approx(5.5)
+    # per seed: SST-2 86-83, 88-85 (3, 3); RTE 60-54, 66-56 (6, 10): SE = sqrt(0/2 + 8/2) / 2 = 1
+    assert member["se"] == pytest.approx(1.0) and member["verdict"] == "holds"
+    dora = found["DoRA beats LoRA"]
+    assert dora["delta"] == pytest.approx((86 - 84 + 55 - 55) / 2) and dora["verdict"].startswith("within noise")
+    assert found["Adding (IA)^3 helps gated APL"]["delta"] == pytest.approx((87 + 63 - 91 - 71) / 2)
+    assert "Gates help MAM" not in found  # no MAM runs: no row
+    assert set(rows(report)) < set(found)  # the paper's claims are all still there
+    grid = families_grid(both, "minilm-l6", 100)
+    sst2 = {h: c.text for h, c in zip(grid.header, grid.rows[0], strict=True)}
+    assert sst2["Mixes, gated"] == "91.00 UniPELT (APL)" and sst2["Low-rank"] == "86.00 DoRA"
+    assert [c.best for c in grid.rows[0]].count(True) == 1 and grid.rows[0][grid.header.index("Mixes, gated")].best
+    assert families_grid(report, "minilm-l6", 100) is None  # the paper's methods alone: no such table
+
+
+def test_named_doc_blocks_leave_each_other_alone(report, tmp_path):
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text(
+        f"{DOC_START}\nMAIN\n{DOC_END}\n\n<!-- unipelt report:start extra -->\nOLD\n<!-- unipelt report:end extra -->\n"
+    )
+    args = ["report", str(report.source), "--out", str(tmp_path / "r"), "--doc", str(doc), "--block", "extra"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = doc.read_text()
+    assert text.startswith(f"{DOC_START}\nMAIN\n{DOC_END}\n") and "OLD" not in text and "## unipelt report" in text
+    result = runner.invoke(app, ["report", str(report.source), "--no-files", "--block", "extra"])
+    assert result.exit_code == 2 and "--block names a block of the --doc file" in result.output

@@ -219,7 +219,7 @@ def test_cli_on_an_empty_folder(tmp_path):
     [
         (["--format", "pdf"], "--format pdf is not a format"),
         (["--select", "best"], "--select best is not a policy"),
-        (["/nonexistent/folder"], "is not one folder of runs nor a key=value filter"),
+        (["/nonexistent/folder"], "is not a folder of runs nor a key=value filter"),
         (["task="], "is not key=value"),
         (["nokey=1"], "unknown filter key 'nokey'"),
     ],

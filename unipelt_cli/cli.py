@@ -235,7 +235,7 @@ def _list_pelt() -> None:
         typer.echo(f"  {name:<18} [{ORIGINS.get(name, '?')}] {first_line(part)}")
     typer.echo("gate kinds (<submodule>.gate_type=<kind>):")
     for kind, gate in GATES.items():
-        options = " (options: pelt.gate.%s.*)" % kind if gate.Options is not None else ""
+        options = f" (options: pelt.gate.{kind}.*)" if gate.Options is not None else ""
         typer.echo(f"  {kind:<18} {(inspect.getdoc(gate) or '').splitlines()[0]}{options}")
     for name, reason in FAILED.items():
         typer.echo(f"  {name:<18} [plugin failed to load] {reason}")

@@ -26,7 +26,7 @@ def report_cmd(
         list[str] | None,
         typer.Argument(
             help="Filters key=value[,value...] (task=sst2,rte method=lora budget=100 train.lr=1e-3); "
-            "a folder instead reads the runs there (like --outputs).",
+            "a folder instead reads the runs there (like --outputs); several folders are read as one.",
             show_default=False,
             metavar="KEY=VALUE|FOLDER",
         ),
@@ -46,6 +46,14 @@ def report_cmd(
             "--doc",
             help="Also put the Markdown report into this file, between the lines <!-- unipelt report:start --> "
             "and <!-- unipelt report:end --> (a missing file is created); plot links point into --out.",
+        ),
+    ] = None,
+    block: Annotated[
+        str | None,
+        typer.Option(
+            "--block",
+            help="With --doc: fill the block named NAME instead (<!-- unipelt report:start NAME --> ... "
+            "<!-- unipelt report:end NAME -->), so one file can hold several reports.",
         ),
     ] = None,
     select: Annotated[
@@ -80,14 +88,18 @@ def report_cmd(
     filters, folders = [], []
     for arg in args or []:
         (filters if "=" in arg else folders).append(arg)
-    if len(folders) > 1 or (folders and outputs is not None) or (folders and not Path(folders[0]).is_dir()):
+    missing = [f for f in folders if not Path(f).is_dir()]
+    if missing or (folders and outputs is not None):
         raise UserError(
-            f"'{' '.join(folders)}' is not one folder of runs nor a key=value filter: "
-            "give at most one folder (or --outputs DIR) and filters such as task=sst2"
+            f"'{' '.join(missing or folders)}' is not a folder of runs nor a key=value filter: "
+            "give folders of runs (or --outputs DIR, not both) and filters such as task=sst2"
         )
-    source = Path(folders[0]) if folders else runs.outputs_dir(outputs)
+    if block is not None and doc is None:
+        raise UserError("--block names a block of the --doc file: add --doc FILE")
+    sources = [Path(f) for f in folders] if folders else [runs.outputs_dir(outputs)]
+    source = sources[0]
     merged = tuple(dict.fromkeys((*aggregate.DEFAULT_MERGE, *(merge or []))))
-    report = build(source, filters, select=select, merge=merged, compare_paper=compare_paper)
+    report = build(sources, filters, select=select, merge=merged, compare_paper=compare_paper)
     if not report.runs:
         matching = f" matching {' '.join(filters)}" if filters else ""
         skipped = f" ({len(report.warnings)} skipped, first: {report.warnings[0]})" if report.warnings else ""
@@ -104,6 +116,6 @@ def report_cmd(
         written, images = write_all(report, target)
         typer.echo(f"wrote {len(written)} files to {target}: see {target / FILES['md']}", err=True)
         if doc is not None:
-            update_doc(report, doc, target, images)
-            typer.echo(f"updated the report block of {doc}", err=True)
+            update_doc(report, doc, target, images, block)
+            typer.echo(f"updated the report block{f' {block}' if block else ''} of {doc}", err=True)
     typer.echo(render_as(report, fmt, images), nl=False)

@@ -23,7 +23,7 @@ from unipelt_cli.report.names import budget_key, budget_label, method_key, metho
 
 @dataclass
 class Report:
-    source: Path
+    source: Path | str  # the folder read, or "A + B" for several
     runs: list[Run]  # one per run identity (the latest completed attempt), failed ones included
     groups: list[Group]  # every variant of every cell
     cells: dict[CellKey, Group]  # the picked variant per cell
@@ -52,15 +52,21 @@ class Report:
 
 
 def build(
-    source: Path,
+    source: Path | list[Path],
     filters: list[str] | None = None,
     select: str = "shared",
     merge: tuple[str, ...] = aggregate.DEFAULT_MERGE,
     compare_paper: bool = False,
 ) -> Report:
-    """Read, filter, keep the latest attempt per run, group over seeds and pick one variant per cell."""
+    """Read, filter, keep the latest attempt per run, group over seeds and pick one variant per cell.
+    source: one folder of runs, or several read as one (a run in two of them counts once)."""
     parsed = parse_filters(filters or [])
-    found, warnings = load_runs(source)
+    sources = source if isinstance(source, list) else [source]
+    found, warnings = [], []
+    for folder in sources:
+        more, said = load_runs(folder)
+        found, warnings = found + more, warnings + said
+    source = sources[0] if len(sources) == 1 else " + ".join(str(s) for s in sources)
     found = apply_filters(found, parsed)
     kept, notes = latest_attempts(found)
     notes += [f"{run.path.name}: {run.note}" for run in kept if run.note]

@@ -27,6 +27,20 @@ from unipelt_cli.report.aggregate import CellKey, Group
 from unipelt_cli.report.names import method_label, task_key
 
 SINGLES = ("adapter", "prefix", "lora")
+# The unified-view claims (He et al. 2022, DoRA, (IA)^3) and the gated mixes against their members:
+# (claim, X, Y) with Y a method, or a tuple of members meaning the member with the best average.
+UNIFIED = (
+    ("The parallel adapter beats the sequential adapter", "parallel_adapter", "adapter"),
+    ("Scaling helps the parallel adapter (s = 4 vs 1)", "scaled_parallel_adapter", "parallel_adapter"),
+    ("MAM beats the scaled parallel adapter", "mam", "scaled_parallel_adapter"),
+    ("MAM beats prefix-tuning", "mam", "prefix"),
+    ("DoRA beats LoRA", "dora", "lora"),
+    ("(IA)^3 beats LoRA", "ia3", "lora"),
+    ("Gates help MAM", "unipelt_mam", "mam"),
+    ("Gated MAM beats its best member", "unipelt_mam", ("prefix", "scaled_parallel_adapter")),
+    ("Gated APL+(IA)^3 beats its best member", "unipelt_apli", ("adapter", "prefix", "lora", "ia3")),
+    ("Adding (IA)^3 helps gated APL", "unipelt_apli", "unipelt_apl"),
+)
 
 
 def pairs(x: Group, y: Group) -> list[tuple[float, float]]:
@@ -115,10 +129,10 @@ def oracle(cells: dict[CellKey, Group], backbone: str, budget, members: tuple) -
     return picked, "".join(aggregate.SHORT[row["sources"][t]] for t in tasks if t in row["sources"])
 
 
-def best_single(cells: dict[CellKey, Group], backbone: str, budget, tasks: list[str]) -> str | None:
-    """The single submodule with the best average over `tasks` (all of them scored), if any."""
-    full = {m: _by_task(cells, backbone, budget, m) for m in SINGLES}
-    ok = [m for m in SINGLES if all(t in full[m] for t in tasks)]
+def best_single(cells: dict[CellKey, Group], backbone: str, budget, tasks: list[str], members=SINGLES) -> str | None:
+    """The member (default: single submodule) with the best average over `tasks` (all scored), if any."""
+    full = {m: _by_task(cells, backbone, budget, m) for m in members}
+    ok = [m for m in members if all(t in full[m] for t in tasks)]
     return max(ok, key=lambda m: sum(full[m][t].mean for t in tasks)) if ok and tasks else None
 
 
@@ -195,4 +209,12 @@ def claims(cells: dict[CellKey, Group], backbone: str, budget) -> list[dict]:
                 }
                 | {"wins": found["lower"], "verdict": "lower" if lower else "not lower"}
             )
+    for claim, x, y in UNIFIED:
+        xg = _by_task(cells, backbone, budget, x)
+        if isinstance(y, tuple):
+            tasks = [t for t in xg if all(t in _by_task(cells, backbone, budget, m) for m in y)]
+            y = best_single(cells, backbone, budget, tasks, y)
+            xg = {t: xg[t] for t in tasks}
+        if y is not None:
+            add(claim, x, xg, method_label(y), _by_task(cells, backbone, budget, y), None)
     return rows

@@ -24,7 +24,25 @@ METHOD_LABELS = {
     "unipelt_apl": "UniPELT (APL)",
     "unipelt_ap_nogate": "UniPELT (AP)-NoGate",
     "unipelt_apl_nogate": "UniPELT (APL)-NoGate",
+    "parallel_adapter": "Parallel adapter",
+    "scaled_parallel_adapter": "Scaled PA",
+    "mam": "MAM adapter",
+    "ia3": "(IA)^3",
+    "dora": "DoRA",
+    "unipelt_mam": "UniPELT (MAM)",
+    "unipelt_apli": "UniPELT (APL+IA3)",
 }
+# The unified-view comparison: which family of method wins where (report "Method families").
+FAMILIES = {
+    "Fine-tuning": ("finetune",),
+    "Biases / rescaling": ("bitfit", "ia3"),
+    "Adapters": ("adapter", "parallel_adapter", "scaled_parallel_adapter"),
+    "Prefix": ("prefix",),
+    "Low-rank": ("lora", "dora"),
+    "Mixes, no gate": ("mam", "unipelt_ap_nogate", "unipelt_apl_nogate"),
+    "Mixes, gated": ("unipelt_ap", "unipelt_apl", "unipelt_mam", "unipelt_apli"),
+}
+UNIFIED_VIEW = ("parallel_adapter", "scaled_parallel_adapter", "mam", "ia3", "dora", "unipelt_mam", "unipelt_apli")
 METRIC_LABELS = {"accuracy": "acc", "f1": "F1", "matthews": "MCC", "spearman": "Spearman", "pearson": "Pearson"}
 
 

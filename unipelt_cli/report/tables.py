@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from unipelt_cli.report import Report, aggregate, claims, paper
 from unipelt_cli.report.names import (
+    FAMILIES,
     METRIC_LABELS,
+    UNIFIED_VIEW,
     budget_key,
     budget_label,
     method_key,
@@ -360,6 +362,42 @@ def claims_grid(report: Report, backbone: str, budget) -> Grid | None:
     return Grid(slug("claims", backbone, budget), title, header, rows, notes)
 
 
+def families_grid(report: Report, backbone: str, budget) -> Grid | None:
+    """Per task, each family's best method (by test mean) and the family that wins; only for tables
+    that hold a unified-view method (names.UNIFIED_VIEW)."""
+    methods = report.methods(backbone, budget)
+    if not set(UNIFIED_VIEW) & set(methods):
+        return None
+    families = {f: [m for m in ms if m in methods] for f, ms in FAMILIES.items()}
+    families = {f: ms for f, ms in families.items() if ms}
+    tasks = report.tasks(backbone, budget)
+    rows = []
+    for task in tasks:
+        cells = [Cell(task_label(task))]
+        for members in families.values():
+            scored = [
+                (g.mean, m)
+                for m in members
+                if (g := report.cells.get((backbone, budget, m, task))) and g.mean is not None
+            ]
+            best = max(scored, default=None)
+            cells.append(Cell("—") if best is None else Cell(f"{best[0]:.2f} {method_label(best[1])}", best[0]))
+        top = max((c.value for c in cells[1:] if c.value is not None), default=None)
+        for cell in cells[1:]:
+            cell.best = top is not None and cell.value == top
+        rows.append(cells)
+    notes = [
+        "Each family's best method on the task (test mean over seeds; the family's methods: "
+        + "; ".join(f"{f}: {', '.join(method_label(m) for m in ms)}" for f, ms in families.items())
+        + "). Bold: the best family on the task. Picking the best member per task on test flatters a family "
+        "with more members; the claims table compares fixed methods."
+    ]
+    header = ["Task", *families]
+    return Grid(
+        slug("families", backbone, budget), f"Method families: {backbone}, {budget_label(budget)}", header, rows, notes
+    )
+
+
 def where_grid(report: Report) -> Grid:
     """Where and how the completed runs ran: device, precision, torch, per budget."""
     counts: dict[tuple, int] = {}
@@ -410,6 +448,9 @@ def sections(report: Report, images: list[Image] | None = None) -> list[Section]
     found = [g for g in (claims_grid(report, b, k) for b, k in pairs) if g is not None]
     if found:
         out.append(Section("The paper's claims, checked", grids=found))
+    families = [g for g in (families_grid(report, b, k) for b, k in pairs) if g is not None]
+    if families:
+        out.append(Section("Method families (the unified view)", grids=families))
     out.append(Section("Parameters and cost (the paper's Table 4)", grids=[cost_grid(report, b, k) for b, k in pairs]))
     gates = gate_grids(report)
     if gates:

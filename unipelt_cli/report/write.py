@@ -54,14 +54,22 @@ def write_all(report: Report, out: Path, plots: bool = True) -> tuple[list[Path]
     return sorted(written), images
 
 
-def update_doc(report: Report, doc: Path, out: Path, images: list[Image]) -> None:
-    """Put the Markdown report into DOC between the DOC_START and DOC_END lines (DOC is created with
-    just that block if missing); headings one level down, plot links relative to DOC's folder."""
-    text = doc.read_text() if doc.exists() else f"{DOC_START}\n{DOC_END}\n"
-    head, start, rest = text.partition(DOC_START)
-    _, end, tail = rest.partition(DOC_END)
+def markers(block: str | None = None) -> tuple[str, str]:
+    """The lines around a report block in a document: unnamed, or named `block`."""
+    if block is None:
+        return DOC_START, DOC_END
+    return f"<!-- unipelt report:start {block} -->", f"<!-- unipelt report:end {block} -->"
+
+
+def update_doc(report: Report, doc: Path, out: Path, images: list[Image], block: str | None = None) -> None:
+    """Put the Markdown report into DOC between its start and end lines (`markers(block)`; DOC is
+    created with just that block if missing); headings one level down, plot links relative to DOC's folder."""
+    first, last = markers(block)
+    text = doc.read_text() if doc.exists() else f"{first}\n{last}\n"
+    head, start, rest = text.partition(first)
+    _, end, tail = rest.partition(last)
     if not start or not end:
-        raise UserError(f"{doc} has no report block: add a line {DOC_START} and a line {DOC_END} where the report goes")
+        raise UserError(f"{doc} has no report block: add a line {first} and a line {last} where the report goes")
     moved = [dataclasses.replace(i, path=os.path.relpath(out / i.path, doc.parent)) for i in images]
     body = render.to_markdown(sections(report, moved), depth=1)
-    runs_mod.atomic_write(doc, f"{head}{DOC_START}\n{body}{DOC_END}{tail}")
+    runs_mod.atomic_write(doc, f"{head}{first}\n{body}{last}{tail}")
