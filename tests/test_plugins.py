@@ -70,4 +70,5 @@ def test_a_plugin_submodule_trains_end_to_end(site, tmp_path, tiny_backbone, tin
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["metrics"]["test"] == result["test"]
     without = unipelt("eval", run_dir, site=None)  # the plugin is not installed: its run cannot be rebuilt
-    assert without.returncode == 2 and "ffn_scale" in without.stderr + without.stdout
+    assert without.returncode == 2
+    assert "enables PELT submodule ffn_scale, which is not installed" in without.stderr + without.stdout

@@ -347,6 +347,12 @@ def pelt_options(cfg) -> dict:
         raise UserError(
             f"pelt.gate_pooling={cfg.pelt.gate_pooling} is not allowed: choose one of {', '.join(GATE_POOLING)}"
         )
+    unknown = [k for k, v in cfg.pelt.items() if k not in SUBMODULES and hasattr(v, "get") and v.get("enabled")]
+    if unknown:
+        raise UserError(
+            f"this config enables PELT submodule {', '.join(unknown)}, which is not installed: install the package "
+            "that provides it (installed ones: unipelt ls pelt)"
+        )
     # a submodule registered after a run was made is absent from its stored config: off
     stored = {name: cfg.pelt.get(name) for name in SUBMODULES}
     return {name: SUBMODULES[name].Options(**(OmegaConf.to_container(v) if v else {})) for name, v in stored.items()}
