@@ -19,7 +19,7 @@ from torch import nn
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import arch as archmod
 from unipelt_cli.pelt.gate import GATES, make_gate
-from unipelt_cli.pelt.registry import Context, Part, check_choice, check_positive, register
+from unipelt_cli.pelt.registry import Context, PerLayer, check_choice, check_positive, register
 
 ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.tanh, "silu": nn.functional.silu}
 
@@ -65,14 +65,10 @@ class Adapter(nn.Module):
 
 
 @register
-class AdapterSet(Part):
+class AdapterSet(PerLayer):
     name = "adapter"
     Options = AdapterOptions
     needs = ("layers", "ffn_norm")
-
-    def __init__(self, adapters: list[Adapter]):
-        super().__init__()
-        self.layers = nn.ModuleList(adapters)
 
     @classmethod
     def attach(cls, model, arch, options: AdapterOptions, ctx: Context) -> "AdapterSet":
@@ -92,8 +88,3 @@ class AdapterSet(Part):
             norm = archmod.path(layer, arch.ffn_norm)
             part.hooks.append(norm.register_forward_pre_hook(adapter.before_norm))
         return part
-
-    def gates(self):
-        for i, adapter in enumerate(self.layers):
-            if adapter.gate is not None:
-                yield i, "adapter", adapter.gate

@@ -23,7 +23,7 @@ from torch import nn
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import arch as archmod
 from unipelt_cli.pelt.gate import GATES, make_gate
-from unipelt_cli.pelt.registry import Context, Part, check_choice, register
+from unipelt_cli.pelt.registry import Context, PerLayer, check_choice, register
 
 TARGETS = ("key", "value", "ffn")
 
@@ -75,14 +75,10 @@ class IA3Layer(nn.Module):
 
 
 @register
-class IA3Set(Part):
+class IA3Set(PerLayer):
     name = "ia3"
     Options = IA3Options
     needs = ("layers", "attention", "projections", "ffn_out")
-
-    def __init__(self, layers: list[IA3Layer]):
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
 
     @classmethod
     def attach(cls, model, arch, options: IA3Options, ctx: Context) -> "IA3Set":
@@ -106,11 +102,6 @@ class IA3Set(Part):
         part = cls(found)
         part.hooks = hooks
         return part
-
-    def gates(self):
-        for i, layer in enumerate(self.layers):
-            if layer.gate is not None:
-                yield i, "ia3", layer.gate
 
     @classmethod
     def merge_refusal(cls, options) -> str | None:

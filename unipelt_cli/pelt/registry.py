@@ -120,6 +120,20 @@ class Part(nn.Module):
         self.hooks.clear()
 
 
+class PerLayer(Part):
+    """A Part that holds one module per transformer layer (`self.layers`), each with an optional
+    `gate`, reported under the Part's name: the shape of most submodules."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def gates(self) -> Iterator[tuple[int, str, nn.Module]]:
+        for i, layer in enumerate(self.layers):
+            if getattr(layer, "gate", None) is not None:
+                yield i, self.name, layer.gate
+
+
 def check_choice(what: str, value, choices) -> None:
     """Raise UserError unless `value` is one of `choices` (for Options.__post_init__)."""
     if value not in choices:

@@ -14,7 +14,7 @@ from torch import nn
 
 from unipelt_cli.pelt import arch as archmod
 from unipelt_cli.pelt.gate import GATES, make_gate
-from unipelt_cli.pelt.registry import Context, Part, check_choice, register
+from unipelt_cli.pelt.registry import Context, PerLayer, check_choice, register
 
 
 @dataclass
@@ -44,14 +44,10 @@ class FFNScale(nn.Module):
 
 
 @register
-class FFNScaleSet(Part):
+class FFNScaleSet(PerLayer):  # one FFNScale a layer; its gates are reported as "ffn_scale"
     name = "ffn_scale"
     Options = FFNScaleOptions
     needs = ("layers", "ffn_in", "ffn_out")
-
-    def __init__(self, layers: list[FFNScale]):
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
 
     @classmethod
     def attach(cls, model, arch, options: FFNScaleOptions, ctx: Context) -> "FFNScaleSet":
@@ -66,8 +62,3 @@ class FFNScaleSet(Part):
         part = cls(found)
         part.hooks = hooks
         return part
-
-    def gates(self):
-        for i, layer in enumerate(self.layers):
-            if layer.gate is not None:
-                yield i, "ffn_scale", layer.gate
