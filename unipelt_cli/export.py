@@ -36,7 +36,7 @@ def check_exportable(cfg) -> None:
     if reason:
         raise UserError(
             f"this run cannot be merged into the backbone's weights: {reason}; "
-            "ungated LoRA, DoRA, (IA)^3 and BitFit runs can be exported (e.g. method=lora)"
+            f"runs of {', '.join(pelt.mergeable())} without gates can be exported (e.g. method=lora)"
         )
 
 

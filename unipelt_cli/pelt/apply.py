@@ -97,6 +97,17 @@ def merge_refusal(options: dict) -> str | None:
     return "; ".join(r for r in reasons if r) or None
 
 
+def mergeable() -> list[str]:
+    """The submodules that fold into the backbone's weights when they are not gated."""
+    names = []
+    for name, part in SUBMODULES.items():
+        fields = {f for f in getattr(part.Options, "__dataclass_fields__", {})}
+        options = part.Options(enabled=True, **({"gate": False} if "gate" in fields else {}))
+        if part.merge_refusal(options) is None:
+            names.append(name)
+    return names
+
+
 def merge(model: nn.Module) -> None:
     """Fold every attached submodule into the backbone's weights and remove it (see Part.merge)."""
     root = _root(model)
