@@ -53,6 +53,16 @@ def test_paper_lowres_preset_is_the_papers_840_runs():
     assert jobs[0][0] == "seed=1" and jobs[len(jobs) // 5][0] == "seed=2"  # seed-major: all of seed 1 first
 
 
+def test_unified_view_preset_is_175_runs_of_the_new_methods():
+    from test_methods import UNIFIED_VIEW
+
+    jobs = combos("+sweep=unified_view")
+    assert len(jobs) == 175 == len({tuple(j) for j in jobs})
+    methods = {ov.split("=")[1] for job in jobs for ov in job if ov.startswith("method=")}
+    assert methods == set(UNIFIED_VIEW)
+    assert jobs[0][0] == "seed=1" and jobs[35][0] == "seed=2"
+
+
 def test_command_line_replaces_a_preset_key():
     jobs = combos("+sweep=paper_lowres", "task=rte", "seed=7", "train.epochs=3")
     assert len(jobs) == 3 * 7
@@ -101,7 +111,7 @@ def test_plan_matches_compose_merges_duplicates_and_caches(tmp_path, monkeypatch
 @pytest.mark.parametrize(
     "overrides,needle",
     [
-        (["+sweep=nope"], "unknown sweep preset 'nope': choose one of paper_lowres, smoke"),
+        (["+sweep=nope"], "unknown sweep preset 'nope': choose one of paper_lowres, smoke, unified_view"),
         (["+sweep=smoke", "+sweep=paper_lowres"], "one sweep preset at a time"),
         (["train.lr=interval(0,1)"], "a sweep needs a finite list of values"),
         (["train.lr=glob(*)"], "glob() picks options of a config group"),
@@ -120,7 +130,7 @@ def test_bad_sweeps_are_one_line_errors(overrides, needle, tmp_path):
 
 def test_ls_lists_sweep_presets():
     runner = CliRunner()
-    assert "sweep: paper_lowres, smoke" in runner.invoke(app, ["ls"]).output
+    assert "sweep: paper_lowres, smoke, unified_view" in runner.invoke(app, ["ls"]).output
     out = runner.invoke(app, ["ls", "sweep"]).output
     assert "840 runs" in out and out.count("\n") == len(grid.preset_names())
 
