@@ -33,9 +33,10 @@ def test_grid_is_the_product_in_the_given_order():
 def test_grid_grammar_fixed_values_glob_range_step():
     jobs = combos("method=glob(unipelt_ap*)", "seed=range(1,6,2)", "train.lr=1e-4")
     methods = {j[0] for j in jobs}
-    assert methods == {f"method={m}" for m in ("unipelt_ap", "unipelt_apl", "unipelt_ap_nogate", "unipelt_apl_nogate")}
+    wanted = ("unipelt_ap", "unipelt_apl", "unipelt_ap_nogate", "unipelt_apl_nogate", "unipelt_apli")
+    assert methods == {f"method={m}" for m in wanted}
     assert {j[1] for j in jobs} == {"seed=1", "seed=3", "seed=5"}
-    assert all(j[2] == "train.lr=1e-4" for j in jobs) and len(jobs) == 12
+    assert all(j[2] == "train.lr=1e-4" for j in jobs) and len(jobs) == 15
 
 
 def test_paper_lowres_preset_is_the_papers_840_runs():
