@@ -29,6 +29,7 @@ from unipelt_cli.model import (
     load_state,
     load_tokenizer,
     load_weights,
+    read_weights,
     resolve_path,
     save_weights,
     set_trainable,
@@ -141,9 +142,7 @@ def load_saved_tensors(model, path: Path) -> None:
     if not is_pelt(model):
         load_weights(model, path)
         return
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
+    state = read_weights(path)
     pelt.fix_prefix(model)
     pelt_keys = set(pelt.pelt_state_dict(model))
     pelt.load_pelt_state_dict(model, {k: v for k, v in state.items() if k in pelt_keys})
@@ -351,15 +350,13 @@ def pelt_summary(cfg) -> dict:
 
 def eval_run(run_dir: Path, outputs: Path, split: str) -> tuple[dict, dict]:
     """Rebuild the model on a fresh backbone, load the run's weights, evaluate. (metrics, stored)."""
-    from omegaconf import OmegaConf
-
     stored = runs.require_finished(run_dir)
     if not (run_dir / WEIGHTS_FILE).is_file():
         raise UserError(
             f"{run_dir} kept no weights (full fine-tuning saves them only with train.save_full_weights=true): "
             "rerun it with that override to evaluate it later"
         )
-    cfg = OmegaConf.load(run_dir / runs.CONFIG_FILE)
+    cfg = runs.load_config(run_dir)
     spec, data, model, args = setup(cfg, outputs)
     load_saved_tensors(model, run_dir / WEIGHTS_FILE)
     if split == "dev":
