@@ -7,13 +7,12 @@ data, model and loop code, which never see OmegaConf.
 from __future__ import annotations
 
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from unipelt_cli import checkpoint, pelt, runs
+from unipelt_cli import checkpoint, pelt, runs, runstate
 from unipelt_cli import config as config_mod
 from unipelt_cli.data.encode import Encoded, encode
 from unipelt_cli.data.glue import load_task
@@ -246,41 +245,39 @@ def setup(cfg, outputs: Path):
 def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False) -> dict:
     """Train, select on dev, test; write weights and result.json. Returns the result.
     resume: continue from the run's checkpoint when it has one (else start from the beginning)."""
-    config_hash = config_mod.config_hash(cfg)
     try:
         runs.atomic_write(run_dir / runs.CONFIG_FILE, config_mod.to_yaml(cfg))
-        runs.write_status(run_dir, "running", started=time.time())
     except OSError as exc:
         raise UserError(
             f"cannot write to {run_dir} ({exc.strerror or exc}): free disk space or fix permissions"
         ) from None
-    ckpt_path = run_dir / checkpoint.FILE
     try:
-        spec, data, model, args = setup(cfg, outputs)
-        args.checkpoint_every, args.checkpoint_path = cfg.runtime.checkpoint_every, ckpt_path
-        state = checkpoint.load(ckpt_path) if resume else None
-        params = param_breakdown(model)
-        reporter.start(run_dir, describe_params(params), data.info, args)
-        if resume:
-            found = (
-                f"resuming from the checkpoint at step {state['step']}" if state else "no checkpoint: from the start"
-            )
-            reporter.note(found)
-        loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation, resume=state)
-        t0 = time.perf_counter()
-        weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
-        splits = {"dev": data.dev, **data.tests} if has_gates(model) else data.tests  # dev again only for gate stats
-        tests, gates = evaluate_with_gates(model, splits, args)
-        tests.pop("dev", None)
-        test_seconds = time.perf_counter() - t0
+        with runstate.tracked(run_dir, run_dir / runs.LOG_FILE):  # status.json, however the run ends
+            return _train(cfg, run_dir, outputs, reporter, resume)
     except Diverged as exc:
-        runs.write_status(run_dir, "diverged", error=str(exc), finished=time.time())
         raise UserError(f"run diverged ({exc}): lower train.lr or try train.precision=fp32") from None
-    except BaseException as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        runs.write_status(run_dir, state, error=reason, traceback=traceback.format_exc(), finished=time.time())
-        raise
+
+
+def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool) -> dict:
+    config_hash = config_mod.config_hash(cfg)
+    ckpt_path = run_dir / checkpoint.FILE
+    spec, data, model, args = setup(cfg, outputs)
+    args.checkpoint_every, args.checkpoint_path = cfg.runtime.checkpoint_every, ckpt_path
+    state = checkpoint.load(ckpt_path) if resume else None
+    if state is not None:
+        checkpoint.check_fits(state, model, ckpt_path)
+    params = param_breakdown(model)
+    reporter.start(run_dir, describe_params(params), data.info, args)
+    if resume:
+        found = f"resuming from the checkpoint at step {state['step']}" if state else "no checkpoint: from the start"
+        reporter.note(found)
+    loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation, resume=state)
+    t0 = time.perf_counter()
+    weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
+    splits = {"dev": data.dev, **data.tests} if has_gates(model) else data.tests  # dev again only for gate stats
+    tests, gates = evaluate_with_gates(model, splits, args)
+    tests.pop("dev", None)
+    test_seconds = time.perf_counter() - t0
     result = {
         "schema_version": runs.SCHEMA_VERSION,
         "run_id": run_dir.name,
@@ -316,26 +313,25 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
     }
     save_outputs(run_dir, result, weights)
     ckpt_path.unlink(missing_ok=True)
-    runs.write_status(run_dir, "done", finished=time.time())
-    return result
+    return result  # runstate marks the run done
 
 
 def save_outputs(run_dir: Path, result: dict, weights: dict | None) -> None:
     """Weights, then result.json, each to a temporary name first: a failed write (disk full,
-    permissions) leaves a previous result and its weights as they were, and marks the run failed."""
+    permissions) leaves a previous result and its weights as they were; runstate.py marks the run
+    failed and removes the temporary files. Stop signals wait until both are in place."""
     new_weights = run_dir / f".{WEIGHTS_FILE}.new"
     try:
-        if weights is not None:
-            save_weights(weights, new_weights)
-        runs.write_json(run_dir / runs.RESULT_FILE, result)
-        if weights is not None:
-            new_weights.replace(run_dir / WEIGHTS_FILE)
+        with runstate.stop_signals_held():
+            if weights is not None:
+                save_weights(weights, new_weights)
+            runs.write_json(run_dir / runs.RESULT_FILE, result)
+            if weights is not None:
+                new_weights.replace(run_dir / WEIGHTS_FILE)
     except OSError as exc:
-        new_weights.unlink(missing_ok=True)
-        reason = f"could not save the results ({exc.strerror or exc})"
-        runs.write_status(run_dir, "failed", error=reason, finished=time.time())
         raise UserError(
-            f"{reason} in {run_dir}: free disk space or fix permissions, then run the same command again"
+            f"could not save the results ({exc.strerror or exc}) in {run_dir}: free disk space or fix permissions, "
+            "then run the same command again"
         ) from None
 
 

@@ -8,6 +8,8 @@ local folder, or `pkg://<package>/<folder>` for weights shipped inside an instal
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,7 +226,13 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    except Exception as exc:  # safetensors reports a failed write as "... (os error 28)": make it an OSError
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(tmp)) from None
     tmp.replace(path)
 
 
