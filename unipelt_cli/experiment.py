@@ -23,6 +23,7 @@ from unipelt_cli.head import set_pooling
 from unipelt_cli.model import (
     WEIGHTS_FILE,
     BackboneArgs,
+    check_max_length,
     count_params,
     load_backbone,
     load_state,
@@ -234,6 +235,7 @@ def setup(cfg, outputs: Path):
     data = prepare_data(cfg, spec, tokenizer, cache_dir)
     seed_everything(cfg.seed)
     model = build_model(cfg, spec).to(device)
+    check_max_length(model, cfg.train.max_length, cfg.backbone.name_or_path)
     args = loop_args(cfg, spec, device, tokenizer.pad_token_id or 0)
     if args.bf16:
         store_frozen_linears(model, torch.bfloat16)

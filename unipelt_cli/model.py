@@ -146,6 +146,33 @@ def load_backbone(args: BackboneArgs) -> nn.Module:
     return model
 
 
+# Model types whose position ids start after the padding index (RoBERTa's
+# create_position_ids_from_input_ids): they read max_position_embeddings - pad_token_id - 1 tokens.
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "data2vec-text")
+
+
+def position_limit(config) -> int | None:
+    """The most tokens the backbone reads, or None without an absolute position table (relative,
+    rotary, DeBERTa-v3's position_biased_input=false): then any length fits its embeddings."""
+    limit = getattr(config, "max_position_embeddings", None)
+    absolute = getattr(config, "position_embedding_type", "absolute") == "absolute"
+    if not isinstance(limit, int) or not absolute or not getattr(config, "position_biased_input", True):
+        return None
+    if config.model_type in POSITIONS_AFTER_PADDING:
+        limit -= (config.pad_token_id or 0) + 1  # roberta-base: 514 - 1 - 1 = 512
+    return limit
+
+
+def check_max_length(model: nn.Module, max_length: int, name_or_path: str) -> None:
+    """train.max_length against the loaded backbone: longer inputs would index past its position table."""
+    limit = position_limit(model.config)
+    if limit is not None and max_length > limit:
+        raise UserError(
+            f"train.max_length={max_length} is longer than backbone '{name_or_path}' can read "
+            f"(max_position_embeddings: {limit} tokens): pass train.max_length={limit} or less"
+        )
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
