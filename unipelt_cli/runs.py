@@ -25,7 +25,9 @@ from unipelt_cli.errors import UserError
 
 SCHEMA_VERSION = 1
 # What a reader of result.json needs (cli._summary, sweep.job.summarise, eval): a result without them is no result.
-RESULT_KEYS = ("task", "method", "budget", "seed", "primary_metric", "dev", "test", "best_step")
+RESULT_KEYS = (
+    "task", "method", "budget", "seed", "primary_metric", "dev", "test", "best_step", "train_seconds", "eval_seconds",
+)  # fmt: skip
 RESULT_FILE = "result.json"
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.yaml"
