@@ -60,6 +60,11 @@ FAMILIES = {
     "network": (lambda: TimeoutError("timed out"), 2, "network error (timed out): set HF_HUB_OFFLINE=1"),
     "refused": (lambda: ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), 2, "network error"),
     "files": (lambda: OSError(errno.EMFILE, "Too many open files"), 2, "too many open files"),
+    "no locks": (
+        lambda: OSError(errno.ENOLCK, "cannot lock /o/r/.lock (No locks available): put --outputs on a filesystem"),
+        2,
+        "cannot lock /o/r/.lock (No locks available): put --outputs on a filesystem",
+    ),
     "io": (lambda: OSError(errno.EIO, "Input/output error", "/d"), 2, "input/output error on /d: check the disk"),
     "odd errno": (lambda: OSError(errno.EINVAL, "Invalid argument"), 1, "internal error (OSError [Errno 22]"),
     "safetensors": (_safetensor_error, 2, "a safetensors file is damaged or not safetensors (Error while"),

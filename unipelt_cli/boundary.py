@@ -36,6 +36,7 @@ NETWORK = {
     errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN,
 }  # fmt: skip
 TOO_MANY_FILES = {errno.EMFILE, errno.ENFILE}
+NO_LOCKS = {errno.ENOLCK}  # sweep/lock.py's message already says what to do
 
 
 class Interrupted(KeyboardInterrupt):
@@ -101,6 +102,8 @@ def _os_error(exc: OSError) -> tuple[int, str]:
         return 2, f"network error ({reason}): {HUB_HINT}"
     if code in TOO_MANY_FILES:
         return 2, f"too many open files ({reason}): raise the limit, e.g. ulimit -n 4096"
+    if code in NO_LOCKS:
+        return 2, _one_line(reason)
     if code == errno.EIO:
         return 2, f"input/output error{' on' + name if name else ''}: check the disk, then run the same command again"
     return 1, f"internal error (OSError [Errno {code}] {reason}{name}): this is a bug, please report it"

@@ -5,8 +5,9 @@
     normal exit                      status: done
     Diverged (train.py)              status: diverged, error
     Ctrl-C, SIGTERM, SIGHUP          status: interrupted, error = the signal (the checkpoint stays for --resume)
-    any other exception              status: failed, error = the one line the CLI prints (boundary.py);
-                                     the traceback goes to status.json and train.log
+    any other exception              status: failed, error = the one line the CLI prints (boundary.py),
+                                     the traceback in status.json; train.log gets the line, or for a
+                                     bug (boundary's exit 1) the whole traceback
     before training (sweep jobs)     record_failure(run_dir, exc): failed, the same way
 
 On the way out, whatever the ending, the run's temporary files (`.<name>.*.tmp`, `.<name>.new`) are
@@ -72,7 +73,9 @@ def record_failure(run_dir: Path, exc: BaseException, log: Path | None = None) -
     if state == "failed":
         trace = "".join(traceback.format_exception(exc))
         info["traceback"] = trace
-        if log is not None and _append(log, f"{time.strftime('%Y-%m-%d %H:%M:%S')} run failed:\n{trace}"):
+        bug = explain(exc)[0] == 1
+        text = f"{time.strftime('%Y-%m-%d %H:%M:%S')} run failed: {info['error']}\n" + (trace if bug else "")
+        if log is not None and _append(log, text) and bug:
             try:
                 exc.run_log = str(log)  # the CLI's one line says where the traceback is
             except AttributeError:
