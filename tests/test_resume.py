@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from unipelt_cli import checkpoint, config, runs
 from unipelt_cli.cli import app
+from unipelt_cli.errors import UserError
 from unipelt_cli.experiment import train_run
 
 LONG = ("train.epochs=6", "train.patience=100", "runtime.checkpoint_every=4", "train.eval_every=3")
@@ -68,13 +69,14 @@ def test_resume_without_checkpoint_starts_from_the_beginning(tmp_path, tiny_back
     assert reporter.notes == ["no checkpoint: from the start"] and result["steps"] == 5
 
 
-def test_damaged_checkpoint_is_ignored(tmp_path):
+def test_damaged_checkpoint_is_reported_not_ignored(tmp_path):
     path = tmp_path / checkpoint.FILE
     path.write_bytes(b"not a checkpoint")
-    assert checkpoint.load(path) is None
+    with pytest.raises(UserError, match="checkpoint.pt is not a checkpoint this run wrote .*rerun with --force"):
+        checkpoint.load(path)
 
 
-def test_checkpoint_refuses_pickled_code(tmp_path):
+def test_checkpoint_refuses_pickled_code(tmp_path, capsys):
     import pickle
 
     class Evil:
@@ -83,7 +85,18 @@ def test_checkpoint_refuses_pickled_code(tmp_path):
 
     path = tmp_path / checkpoint.FILE
     path.write_bytes(pickle.dumps({"step": Evil()}))
-    assert checkpoint.load(path) is None  # weights_only=True refuses it: treated as no checkpoint
+    with pytest.raises(UserError, match="not a torch file of plain tensors"):
+        checkpoint.load(path)  # weights_only=True refuses it
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_checkpoint_of_other_keys_is_refused(tmp_path):
+    import torch
+
+    path = tmp_path / checkpoint.FILE
+    torch.save({"step": 3, "trained": {}}, path)  # a plain torch file, but not this loop's state
+    with pytest.raises(UserError, match=r"missing bad_evals, batches_done, best, best_state"):
+        checkpoint.load(path)
 
 
 def test_cli_resume_and_force_conflict(tmp_path, tiny_backbone, tiny_glue):

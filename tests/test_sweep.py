@@ -193,6 +193,8 @@ def test_job_states(tmp_path):
     assert job_state(tmp_path / "died")[0] == "running"
     lock.release()
     result = {"schema_version": 1, "primary_metric": "accuracy", "test": {"accuracy": 81.5}, "dev": {"accuracy": 80.0}}
+    result |= {"task": "sst2", "method": "lora", "budget": 100, "seed": 1, "best_step": 5}  # runs.RESULT_KEYS
+    result |= {"train_seconds": 1.0, "eval_seconds": 1.0}
     (tmp_path / "died" / runs.RESULT_FILE).write_text(json.dumps(result))
     assert job_state(tmp_path / "died") == ("done", "test accuracy 81.50 (dev 80.00)")
 

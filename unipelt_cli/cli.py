@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import ClickException
 
+from unipelt_cli import boundary
 from unipelt_cli.errors import UserError
 
 app = typer.Typer(
@@ -43,18 +45,17 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the fi
 
 
 def user_errors(fn):
-    """A user mistake becomes one line on stderr and exit code 2, never a traceback."""
+    """The error boundary around every command: whatever it raises becomes one line on stderr and an
+    exit code (2: the user can fix it, 1: a bug, 128 + N: signal N), as boundary.py decides."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except UserError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(UserError.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, ClickException, SystemExit):
+            raise  # usage errors: main() prints them
+        except BaseException as exc:
+            raise typer.Exit(boundary.report(exc)) from None
 
     return wrapper
 
@@ -279,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("interrupted", err=True)
         return 130
+    except (Exception, KeyboardInterrupt) as exc:  # outside a command (option parsing, start-up)
+        return boundary.report(exc)
     return code if isinstance(code, int) else 0
 
 

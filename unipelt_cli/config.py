@@ -10,6 +10,7 @@ Configs stay at the edge: `build_*` helpers elsewhere turn this config into plai
 
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -117,6 +118,8 @@ CHOICES = {
 }
 POSITIVE = ("train.lr", "train.batch_size", "train.max_length", "train.eval_batch_size", "train.length_grouping")
 NON_NEGATIVE = (
+    "seed",
+    "data_seed",
     "runtime.checkpoint_every",
     "budget.dev_size",
     "train.epochs",
@@ -309,6 +312,13 @@ def validate(cfg) -> None:
     for key in NON_NEGATIVE:
         if OmegaConf.select(cfg, key) < 0:
             raise UserError(f"{key}={OmegaConf.select(cfg, key)} must be >= 0: pass a value of 0 or more")
+    for key in ("seed", "data_seed"):  # torch.manual_seed takes an unsigned 64-bit seed
+        if OmegaConf.select(cfg, key) >= 2**64:
+            raise UserError(f"{key}={OmegaConf.select(cfg, key)} must be < 2**64: pass a smaller seed")
+    for key in ("train.lr", "train.weight_decay", "train.warmup_ratio", "train.max_grad_norm"):
+        if not math.isfinite(OmegaConf.select(cfg, key)):
+            value = OmegaConf.select(cfg, key)
+            raise UserError(f"{key}={value} must be a finite number: pass a real value (see: unipelt train --cfg)")
     for key in ("task.name", "method.name", "backbone.name", "budget.name"):
         value = str(OmegaConf.select(cfg, key))
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", value) or ".." in value:

@@ -7,13 +7,12 @@ data, model and loop code, which never see OmegaConf.
 from __future__ import annotations
 
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from unipelt_cli import checkpoint, pelt, runs
+from unipelt_cli import checkpoint, pelt, runs, runstate
 from unipelt_cli import config as config_mod
 from unipelt_cli.data.encode import Encoded, encode
 from unipelt_cli.data.glue import load_task
@@ -24,11 +23,13 @@ from unipelt_cli.head import set_pooling
 from unipelt_cli.model import (
     WEIGHTS_FILE,
     BackboneArgs,
+    check_max_length,
     count_params,
     load_backbone,
     load_state,
     load_tokenizer,
     load_weights,
+    read_weights,
     resolve_path,
     save_weights,
     set_trainable,
@@ -141,9 +142,7 @@ def load_saved_tensors(model, path: Path) -> None:
     if not is_pelt(model):
         load_weights(model, path)
         return
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
+    state = read_weights(path)
     pelt.before_save(model)
     pelt_keys = set(pelt.pelt_state_dict(model))
     pelt.load_pelt_state_dict(model, {k: v for k, v in state.items() if k in pelt_keys})
@@ -236,6 +235,7 @@ def setup(cfg, outputs: Path):
     data = prepare_data(cfg, spec, tokenizer, cache_dir)
     seed_everything(cfg.seed)
     model = build_model(cfg, spec).to(device)
+    check_max_length(model, cfg.train.max_length, cfg.backbone.name_or_path)
     args = loop_args(cfg, spec, device, tokenizer.pad_token_id or 0)
     if args.bf16:
         store_frozen_linears(model, torch.bfloat16)
@@ -247,41 +247,40 @@ def setup(cfg, outputs: Path):
 def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False) -> dict:
     """Train, select on dev, test; write weights and result.json. Returns the result.
     resume: continue from the run's checkpoint when it has one (else start from the beginning)."""
-    config_hash = config_mod.config_hash(cfg)
     try:
         runs.atomic_write(run_dir / runs.CONFIG_FILE, config_mod.to_yaml(cfg))
-        runs.write_status(run_dir, "running", started=time.time(), **_identity_fields(config_hash))
     except OSError as exc:
         raise UserError(
             f"cannot write to {run_dir} ({exc.strerror or exc}): free disk space or fix permissions"
         ) from None
-    ckpt_path = run_dir / checkpoint.FILE
     try:
-        spec, data, model, args = setup(cfg, outputs)
-        args.checkpoint_every, args.checkpoint_path = cfg.runtime.checkpoint_every, ckpt_path
-        state = checkpoint.load(ckpt_path) if resume else None
-        params = param_breakdown(model)
-        reporter.start(run_dir, describe_params(params), data.info, args)
-        if resume:
-            found = (
-                f"resuming from the checkpoint at step {state['step']}" if state else "no checkpoint: from the start"
-            )
-            reporter.note(found)
-        loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation, resume=state)
-        t0 = time.perf_counter()
-        weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
-        splits = {"dev": data.dev, **data.tests} if has_gates(model) else data.tests  # dev again only for gate stats
-        tests, gates = evaluate_with_gates(model, splits, args)
-        tests.pop("dev", None)
-        test_seconds = time.perf_counter() - t0
+        identity = _identity_fields(config_mod.config_hash(cfg))
+        with runstate.tracked(run_dir, run_dir / runs.LOG_FILE, identity):  # status.json, however the run ends
+            return _train(cfg, run_dir, outputs, reporter, resume)
     except Diverged as exc:
-        runs.write_status(run_dir, "diverged", error=str(exc), finished=time.time())
         raise UserError(f"run diverged ({exc}): lower train.lr or try train.precision=fp32") from None
-    except BaseException as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        runs.write_status(run_dir, state, error=reason, traceback=traceback.format_exc(), finished=time.time())
-        raise
+
+
+def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool) -> dict:
+    config_hash = config_mod.config_hash(cfg)
+    ckpt_path = run_dir / checkpoint.FILE
+    spec, data, model, args = setup(cfg, outputs)
+    args.checkpoint_every, args.checkpoint_path = cfg.runtime.checkpoint_every, ckpt_path
+    state = checkpoint.load(ckpt_path) if resume else None
+    if state is not None:
+        checkpoint.check_fits(state, model, ckpt_path)
+    params = param_breakdown(model)
+    reporter.start(run_dir, describe_params(params), data.info, args)
+    if resume:
+        found = f"resuming from the checkpoint at step {state['step']}" if state else "no checkpoint: from the start"
+        reporter.note(found)
+    loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation, resume=state)
+    t0 = time.perf_counter()
+    weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
+    splits = {"dev": data.dev, **data.tests} if has_gates(model) else data.tests  # dev again only for gate stats
+    tests, gates = evaluate_with_gates(model, splits, args)
+    tests.pop("dev", None)
+    test_seconds = time.perf_counter() - t0
     result = {
         "schema_version": runs.SCHEMA_VERSION,
         "run_id": run_dir.name,
@@ -317,8 +316,7 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
     }
     save_outputs(run_dir, result, weights)
     ckpt_path.unlink(missing_ok=True)
-    runs.write_status(run_dir, "done", finished=time.time())
-    return result
+    return result  # runstate marks the run done
 
 
 def _identity_fields(config_hash: str) -> dict:
@@ -329,20 +327,20 @@ def _identity_fields(config_hash: str) -> dict:
 
 def save_outputs(run_dir: Path, result: dict, weights: dict | None) -> None:
     """Weights, then result.json, each to a temporary name first: a failed write (disk full,
-    permissions) leaves a previous result and its weights as they were, and marks the run failed."""
+    permissions) leaves a previous result and its weights as they were; runstate.py marks the run
+    failed and removes the temporary files. Stop signals wait until both are in place."""
     new_weights = run_dir / f".{WEIGHTS_FILE}.new"
     try:
-        if weights is not None:
-            save_weights(weights, new_weights)
-        runs.write_json(run_dir / runs.RESULT_FILE, result)
-        if weights is not None:
-            new_weights.replace(run_dir / WEIGHTS_FILE)
+        with runstate.stop_signals_held():
+            if weights is not None:
+                save_weights(weights, new_weights)
+            runs.write_json(run_dir / runs.RESULT_FILE, result)
+            if weights is not None:
+                new_weights.replace(run_dir / WEIGHTS_FILE)
     except OSError as exc:
-        new_weights.unlink(missing_ok=True)
-        reason = f"could not save the results ({exc.strerror or exc})"
-        runs.write_status(run_dir, "failed", error=reason, finished=time.time())
         raise UserError(
-            f"{reason} in {run_dir}: free disk space or fix permissions, then run the same command again"
+            f"could not save the results ({exc.strerror or exc}) in {run_dir}: free disk space or fix permissions, "
+            "then run the same command again"
         ) from None
 
 
@@ -357,15 +355,13 @@ def pelt_summary(cfg) -> dict:
 
 def eval_run(run_dir: Path, outputs: Path, split: str) -> tuple[dict, dict]:
     """Rebuild the model on a fresh backbone, load the run's weights, evaluate. (metrics, stored)."""
-    from omegaconf import OmegaConf
-
     stored = runs.require_finished(run_dir)
     if not (run_dir / WEIGHTS_FILE).is_file():
         raise UserError(
             f"{run_dir} kept no weights (full fine-tuning saves them only with train.save_full_weights=true): "
             "rerun it with that override to evaluate it later"
         )
-    cfg = OmegaConf.load(run_dir / runs.CONFIG_FILE)
+    cfg = runs.load_config(run_dir)
     spec, data, model, args = setup(cfg, outputs)
     load_saved_tensors(model, run_dir / WEIGHTS_FILE)
     if split == "dev":

@@ -52,12 +52,10 @@ def load_exported(folder: str | Path):
 
 def export_run(run_dir: Path, out: Path, outputs: Path, n_check: int = 64) -> float:
     """Write the merged model to `out`; returns the largest |logit difference| found on reload."""
-    from omegaconf import OmegaConf
-
     from unipelt_cli.experiment import load_saved_tensors, setup
 
     runs.require_finished(run_dir)
-    cfg = OmegaConf.load(run_dir / runs.CONFIG_FILE)
+    cfg = runs.load_config(run_dir)  # plain, typed data only
     check_exportable(cfg)
     if not (run_dir / WEIGHTS_FILE).is_file():
         raise UserError(f"{run_dir} kept no weights: rerun it with train.save_full_weights=true to export it")

@@ -8,6 +8,8 @@ local folder, or `pkg://<package>/<folder>` for weights shipped inside an instal
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +55,48 @@ def resolve_path(name_or_path: str) -> str:
     if reason:
         raise UserError(
             f"could not load backbone '{name_or_path}' from the Hugging Face hub ({reason}): "
-            "pass a local model folder with backbone.name_or_path=PATH (or backbone=minilm-l6, which ships offline)"
+            f"{HUB_FIX} (or backbone=minilm-l6, which ships offline)"
         )
     return name_or_path
+
+
+HUB_FIX = (
+    "set HF_HUB_OFFLINE=1 to use the local Hugging Face cache, "
+    "or pass a local model folder (backbone.name_or_path=PATH)"
+)
+
+
+def _loading_error(what: str, name_or_path: str, path: str, exc: Exception) -> UserError:
+    """One line for a backbone that would not load: damaged files (named) in a folder, else the hub."""
+    if not Path(path).is_dir():
+        return UserError(f"could not load {what} of backbone '{name_or_path}' ({_first_line(exc)}): {HUB_FIX}")
+    damaged = _damaged_weights(Path(path))
+    if damaged is not None:
+        return UserError(
+            f"backbone weights {damaged[0]} are damaged or not safetensors ({damaged[1]}): "
+            "re-download the backbone, or pass another folder with backbone.name_or_path=PATH"
+        )
+    return UserError(
+        f"could not load {what} of backbone '{name_or_path}' from {path} ({type(exc).__name__}: {_first_line(exc)}): "
+        "its files look damaged: re-download the backbone, or pass another folder with backbone.name_or_path=PATH"
+    )
+
+
+def _damaged_weights(folder: Path) -> tuple[Path, str] | None:
+    """The first *.safetensors file in a model folder whose header cannot be read, and why."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                fh.keys()
+        except Exception as exc:  # SafetensorError, or an OSError reading it
+            return path, _first_line(exc)
+    return None
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError | torch.OutOfMemoryError)
 
 
 def _quiet_transformers() -> None:
@@ -72,11 +113,10 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     path = resolve_path(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise UserError(
-            f"could not load the tokenizer of backbone '{name_or_path}' ({_first_line(exc)}): "
-            "pass a local model folder with backbone.name_or_path=PATH"
-        ) from None
+    except Exception as exc:  # from_pretrained raises OSError, ValueError, KeyError, RuntimeError ... on bad files
+        if _is_out_of_memory(exc):
+            raise  # boundary.py says what to lower
+        raise _loading_error("the tokenizer", name_or_path, path, exc) from None
 
 
 def load_backbone(args: BackboneArgs) -> nn.Module:
@@ -94,18 +134,43 @@ def load_backbone(args: BackboneArgs) -> nn.Module:
             attn_implementation=args.attn_implementation,
             trust_remote_code=args.trust_remote_code,
         )
-    except (OSError, ValueError) as exc:
-        msg = _first_line(exc)
-        if "trust_remote_code" in msg:
+    except Exception as exc:  # from_pretrained raises OSError, ValueError, KeyError, RuntimeError ... on bad files
+        if _is_out_of_memory(exc):
+            raise  # boundary.py says what to lower
+        if "trust_remote_code" in _first_line(exc):
             raise UserError(
                 f"backbone '{args.name_or_path}' needs its own Python code: "
                 "review it, then pass backbone.trust_remote_code=true"
             ) from None
-        raise UserError(
-            f"could not load backbone '{args.name_or_path}' ({msg}): "
-            "pass a local model folder with backbone.name_or_path=PATH (the hub needs internet)"
-        ) from None
+        raise _loading_error("the model", args.name_or_path, path, exc) from None
     return model
+
+
+# Model types whose position ids start after the padding index (RoBERTa's
+# create_position_ids_from_input_ids): they read max_position_embeddings - pad_token_id - 1 tokens.
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "data2vec-text")
+
+
+def position_limit(config) -> int | None:
+    """The most tokens the backbone reads, or None without an absolute position table (relative,
+    rotary, DeBERTa-v3's position_biased_input=false): then any length fits its embeddings."""
+    limit = getattr(config, "max_position_embeddings", None)
+    absolute = getattr(config, "position_embedding_type", "absolute") == "absolute"
+    if not isinstance(limit, int) or not absolute or not getattr(config, "position_biased_input", True):
+        return None
+    if config.model_type in POSITIONS_AFTER_PADDING:
+        limit -= (config.pad_token_id or 0) + 1  # roberta-base: 514 - 1 - 1 = 512
+    return limit
+
+
+def check_max_length(model: nn.Module, max_length: int, name_or_path: str) -> None:
+    """train.max_length against the loaded backbone: longer inputs would index past its position table."""
+    limit = position_limit(model.config)
+    if limit is not None and max_length > limit:
+        raise UserError(
+            f"train.max_length={max_length} is longer than backbone '{name_or_path}' can read "
+            f"(max_position_embeddings: {limit} tokens): pass train.max_length={limit} or less"
+        )
 
 
 def _first_line(exc: Exception) -> str:
@@ -190,21 +255,48 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    except Exception as exc:  # safetensors reports a failed write as "... (os error 28)": make it an OSError
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(tmp)) from None
     tmp.replace(path)
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A run's saved tensors; a damaged or foreign file is a one-line error naming it (nothing runs
+    from a safetensors file: it holds only tensors and a JSON header)."""
     from safetensors.torch import load_file
 
-    load_state(model, load_file(str(path)), path)
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # SafetensorError, or an OSError reading it
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise UserError(
+            f"{path} is damaged or not a safetensors file ({_first_line(exc)}): "
+            "rerun that run with unipelt train <its overrides> --force"
+        ) from None
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    load_state(model, read_weights(path), path)
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     """Copy saved tensors into the model's parameters; every saved name must exist in the model."""
-    unknown = sorted(set(state) - set(dict(model.named_parameters())))
+    params = dict(model.named_parameters())
+    unknown = sorted(set(state) - set(params))
     if unknown:
         raise UserError(
             f"{path} holds tensors this model does not have ({unknown[:3]}): the run's config and weights disagree"
+        )
+    wrong = sorted(n for n, v in state.items() if v.shape != params[n].shape)
+    if wrong:
+        raise UserError(
+            f"{path} holds tensors of other shapes than the model's ({wrong[:3]}): the run's config and weights "
+            "disagree: rerun that run with unipelt train <its overrides> --force"
         )
     restore_state(model, state)

@@ -70,7 +70,13 @@ class Reporter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-        self.log.close()
+        try:
+            self.log.close()
+        except OSError:
+            pass  # each line was flushed as written; a full disk here must not hide the run's own error
 
     def summary(self, text: str) -> None:
-        self._line(text, show=False)
+        try:
+            self._line(text, show=False)
+        except OSError:
+            pass  # the run is saved and done; the CLI prints the line anyway

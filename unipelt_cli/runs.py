@@ -2,13 +2,15 @@
 
 A run lives in `<outputs>/runs/<task>-<method>-<budget>-s<seed>-d<data_seed>-<hash8>/`:
 
-    config.yaml         the resolved config
-    status.json         running | done | failed | diverged, with pid, host, times, error
+    config.yaml         the resolved config (read back as plain YAML data only: load_config)
+    status.json         running | done | failed | diverged | interrupted, with pid, host, times, error
+                        (written by runstate.py alone)
     train.log           one line per evaluation
     result.json         written atomically, only when the run succeeded
     weights.safetensors the trained tensors (PELT: only what trained; finetune: when asked)
 
-`result.json` is the marker of a finished run: it appears in one rename, never half-written.
+`result.json` is the marker of a finished run: it appears in one rename, never half-written. One
+that is partial, or from an older schema, counts as no result: the run can simply be trained again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from pathlib import Path
 from unipelt_cli.errors import UserError
 
 SCHEMA_VERSION = 1
+# What a reader of result.json needs (cli._summary, sweep.job.summarise, eval): a result without them is no result.
+RESULT_KEYS = (
+    "task", "method", "budget", "seed", "primary_metric", "dev", "test", "best_step", "train_seconds", "eval_seconds",
+)  # fmt: skip
 RESULT_FILE = "result.json"
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.yaml"
@@ -143,22 +149,70 @@ def prepare(run_dir: Path) -> None:
 IDENTITY_KEYS = ("config_hash", "identity_version")  # kept from one status to the next
 
 
+def read_status(run_dir: Path) -> dict:
+    """status.json as a dict ({} when absent or unreadable)."""
+    data = _read_data(run_dir / STATUS_FILE)
+    return data if isinstance(data, dict) else {}
+
+
 def write_status(run_dir: Path, state: str, **info) -> None:
     data = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-    before = _read_data(run_dir / STATUS_FILE)
-    if isinstance(before, dict):
-        data.update({key: before[key] for key in IDENTITY_KEYS if key in before})
+    before = read_status(run_dir)
+    data.update({key: before[key] for key in IDENTITY_KEYS if key in before})
     data.update(info)
     write_json(run_dir / STATUS_FILE, data)
 
 
 def read_result(run_dir: Path) -> dict | None:
-    """The finished result, or None when the folder holds no (readable) result."""
+    """The finished result, or None when the folder holds no usable result (none, unreadable,
+    partial, or of another schema version)."""
     try:
         data = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and "schema_version" in data else None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        return None
+    if not all(key in data for key in RESULT_KEYS):
+        return None
+    metric = data["primary_metric"]
+    scores = [data[split].get(metric) if isinstance(data[split], dict) else None for split in ("dev", "test")]
+    return data if all(isinstance(v, int | float) for v in scores) else None
+
+
+def load_config(run_dir: Path):
+    """A run's config.yaml as a typed config. Plain YAML data only: a tag (`!!python/object...`) is an
+    error, never constructed, and the values must fit the schema, as a composed config's do."""
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from unipelt_cli import config
+
+    path = run_dir / CONFIG_FILE
+    fix = "rerun that run with unipelt train <its overrides> --force"
+    try:
+        cfg = OmegaConf.load(path)  # OmegaConf's loader is a yaml.SafeLoader: no Python objects
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc}): {fix}") from None
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} is not plain YAML data ({first}): {fix}") from None
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"{path} is not a config (a YAML mapping of keys): {fix}")
+    schema = OmegaConf.structured(config.Config)
+    schema.pelt = config.pelt_schema()
+    try:
+        typed = OmegaConf.merge(schema, cfg)
+        OmegaConf.resolve(typed)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path} does not fit the config schema ({key + ': ' if key else ''}{first}): {fix}") from None
+    try:
+        config.validate(typed)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    return typed
 
 
 def find_run(arg: str, outputs: Path) -> Path:

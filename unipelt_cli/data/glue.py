@@ -86,8 +86,10 @@ def _folder_hint(spec: TaskSpec, root: Path) -> str:
 
 def read_split(spec: TaskSpec, path: Path, layout: str = "the classic GLUE layout") -> Split:
     """Parse one GLUE TSV into a Split, checking header, field counts and label values."""
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"data file not found: {path} (expected {layout}); {ENV_HINT}")
+    if not path.is_file():
+        raise UserError(f"data file is not a regular file: {path}: put the GLUE .tsv file there ({layout})")
     rows = _read_rows(path, spec.quoting)
     if spec.columns is None:
         if not rows:
@@ -132,6 +134,7 @@ def _parse_label(spec: TaskSpec, raw: str, label_ids: dict[str, int], where: str
                 f"label is not a number at {where}: {spec.label_column}={raw!r}: "
                 f"{spec.name} is a regression task, its label column must hold numbers"
             )
+        check_score(spec, value, where)
         return value
     if raw not in label_ids:
         raise UserError(
@@ -139,6 +142,33 @@ def _parse_label(spec: TaskSpec, raw: str, label_ids: dict[str, int], where: str
             f"{', '.join(spec.labels)}"
         )
     return label_ids[raw]
+
+
+def check_score(spec: TaskSpec, value: float, where: str) -> None:
+    """A regression score inside the task's range (STS-B: 0 to 5), else a one-line error naming the row."""
+    bounds = spec.score_range
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise UserError(
+            f"label out of range at {where}: {spec.label_column}={value:g}: {spec.name} scores lie in "
+            f"[{bounds[0]:g}, {bounds[1]:g}]: fix or remove the row"
+        )
+
+
+def check_hub_labels(spec: TaskSpec, labels: np.ndarray, where: str) -> None:
+    """Hub splits bring label ids, not strings: each must be one of the task's classes (GLUE's
+    unlabelled test splits hold -1), or a score in range; the first bad row is named."""
+    if spec.is_regression:
+        for row, value in enumerate(labels):
+            if not math.isfinite(value):
+                raise UserError(f"label is not a number at {where} row {row}: {value}: use a labelled split")
+            check_score(spec, float(value), f"{where} row {row}")
+        return
+    bad = np.flatnonzero((labels < 0) | (labels >= spec.num_labels))
+    if bad.size:
+        raise UserError(
+            f"unknown label at {where} row {int(bad[0])}: label id {int(labels[bad[0]])}, but {spec.name} has "
+            f"{spec.num_labels} classes ({', '.join(spec.labels)}): use a labelled split (hub_test_split)"
+        )
 
 
 def _read_rows(path: Path, quoting: str) -> list[tuple[int, list[str]]]:
@@ -150,6 +180,10 @@ def _read_rows(path: Path, quoting: str) -> list[tuple[int, list[str]]]:
             text = f.read()
     except UnicodeDecodeError as e:
         raise UserError(f"data file is not UTF-8 text: {path} ({e.reason} at byte {e.start}): re-download it") from e
+    except OSError as e:
+        raise UserError(
+            f"cannot read data file {path} ({e.strerror or e}): check its permissions and the disk, or copy it again"
+        ) from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # final newline (CoLA dev has none, the other files do)
@@ -227,7 +261,7 @@ def _load_hub(spec: TaskSpec) -> dict[str, Split]:
         d = ds[hub_split]
         cols = [d[c] for c in spec.hub_text_columns]
         dtype = np.float32 if spec.is_regression else np.int64
-        out[key] = Split(
-            list(zip(*cols, strict=True)), np.asarray(d["label"], dtype=dtype), f"hf:{hub_id}[{hub_split}]"
-        )
+        labels = np.asarray(d["label"], dtype=dtype)
+        check_hub_labels(spec, labels, f"hf:{hub_id}[{hub_split}]")
+        out[key] = Split(list(zip(*cols, strict=True)), labels, f"hf:{hub_id}[{hub_split}]")
     return out

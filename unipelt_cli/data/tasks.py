@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, fields
 
 from unipelt_cli.errors import UserError
 
+# The score range of each regression task, by task name. Kept out of the task YAML on purpose: a new
+# key there would change the run identity (config hash) of every STS-B run already on disk.
+SCORE_RANGES = {"stsb": (0.0, 5.0)}  # GLUE STS-B: similarity from 0 (unrelated) to 5 (same meaning)
 QUOTING_MODES = ("none", "csv")
 METRICS = ("accuracy", "f1", "matthews", "spearman")
 
@@ -83,6 +86,11 @@ class TaskSpec:
     def is_regression(self) -> bool:
         """STS-B style tasks have no label strings; the label column is a float score."""
         return len(self.labels) == 0
+
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        """(low, high) of a regression task's scores, where known; None for classification."""
+        return SCORE_RANGES.get(self.name) if self.is_regression else None
 
     @property
     def num_labels(self) -> int:

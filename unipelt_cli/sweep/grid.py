@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from unipelt_cli.errors import UserError
+from unipelt_cli.sweep import bounds
 
 PRESET_GROUP = "sweep"  # conf/sweep/*.yaml, selected with +sweep=NAME
 CACHE_FILE = "plan-cache.json"
@@ -94,6 +95,7 @@ def expand(overrides: list[str]) -> list[list[str]]:
     except HydraException as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{first}: sweep overrides look like task=sst2,rte seed=range(1,6)") from None
+    bounds.check(parsed, lambda key: groups().get(key))  # before any value is listed: range(0,1000000)
     axes: dict[str, list[str]] = {}  # a later key replaces an earlier one (command line over preset)
     for ov in parsed:
         key = ov.get_key_element()

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unipelt_cli import runs
+from unipelt_cli import runs, runstate
+from unipelt_cli.boundary import explain
 from unipelt_cli.sweep.lock import RunLock, describe, holder
 
 
@@ -108,25 +108,22 @@ def _train(spec: JobSpec, run_dir: Path, outputs: Path, started: float) -> dict:
         reporter = Reporter(run_dir / runs.LOG_FILE, quiet=True, metric=cfg.task.metric)
         training = True
         try:
-            result = train_run(
-                cfg, run_dir, outputs, reporter, resume=True
-            )  # a retried run goes on from its checkpoint
+            # a retried run goes on from its checkpoint; --force starts it again (and replaces a bad one)
+            result = train_run(cfg, run_dir, outputs, reporter, resume=spec.force_since is None)
         finally:
             reporter.close()
     except KeyboardInterrupt:
         raise  # train_run has marked the run interrupted; the lock goes with the caller's finally
     except Exception as exc:
-        if not training:  # train_run records its own failures in status.json
-            runs.write_status(
-                run_dir, "failed", error=_reason(exc), traceback=traceback.format_exc(), finished=time.time()
-            )
+        if not training:  # train_run records its own ending in status.json
+            runstate.record_failure(run_dir, exc, run_dir / runs.LOG_FILE)
         return outcome(spec, "failed", reason=_reason(exc), seconds=round(time.time() - started, 3))
     return outcome(spec, "done", summary=summarise(result), seconds=round(time.time() - started, 3))
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    """The one line the CLI would print (boundary.py): `failed: no space left on the device ...`."""
+    return explain(exc)[1]
 
 
 def job_state(run_dir: Path) -> tuple[str, str]:
@@ -140,6 +137,8 @@ def job_state(run_dir: Path) -> tuple[str, str]:
     try:
         status = json.loads((run_dir / runs.STATUS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return "pending", ""
+    if not isinstance(status, dict):
         return "pending", ""
     state = status.get("state")
     if state in ("failed", "diverged"):
