@@ -21,6 +21,7 @@ from unipelt_cli.data.kshot import kshot_indices, rows_hash
 from unipelt_cli.dropout import use_fast_dropout
 from unipelt_cli.errors import UserError
 from unipelt_cli.head import set_pooling
+from unipelt_cli.loggers import Context, Loggers
 from unipelt_cli.model import (
     WEIGHTS_FILE,
     BackboneArgs,
@@ -244,10 +245,12 @@ def setup(cfg, outputs: Path):
     return spec, data, model, args
 
 
-def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False) -> dict:
+def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False, group: str = "") -> dict:
     """Train, select on dev, test; write weights and result.json. Returns the result.
-    resume: continue from the run's checkpoint when it has one (else start from the beginning)."""
+    resume: continue from the run's checkpoint when it has one (else start from the beginning).
+    group: the sweep the run belongs to (the trackers' experiment or group)."""
     config_hash = config_mod.config_hash(cfg)
+    loggers = Loggers(cfg.logger, Context(run_dir, outputs, config_mod.to_dict(cfg), group))
     try:
         runs.atomic_write(run_dir / runs.CONFIG_FILE, config_mod.to_yaml(cfg))
         runs.write_status(run_dir, "running", started=time.time())
@@ -267,7 +270,10 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
                 f"resuming from the checkpoint at step {state['step']}" if state else "no checkpoint: from the start"
             )
             reporter.note(found)
-        loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation, resume=state)
+        loggers.start(model)
+        on_eval = _both(reporter.evaluation, loggers.evaluation) if loggers else reporter.evaluation
+        loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=on_eval, resume=state,
+                   on_log=loggers.step if loggers else None)  # fmt: skip
         t0 = time.perf_counter()
         weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
         splits = {"dev": data.dev, **data.tests} if has_gates(model) else data.tests  # dev again only for gate stats
@@ -275,11 +281,13 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
         tests.pop("dev", None)
         test_seconds = time.perf_counter() - t0
     except Diverged as exc:
+        loggers.close(failed=True)
         runs.write_status(run_dir, "diverged", error=str(exc), finished=time.time())
         raise UserError(f"run diverged ({exc}): lower train.lr or try train.precision=fp32") from None
     except BaseException as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        loggers.close(failed=True)
         runs.write_status(run_dir, state, error=reason, traceback=traceback.format_exc(), finished=time.time())
         raise
     result = {
@@ -316,9 +324,18 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
         "provenance": provenance(args.device),
     }
     save_outputs(run_dir, result, weights)
+    loggers.finish(result)
     ckpt_path.unlink(missing_ok=True)
     runs.write_status(run_dir, "done", finished=time.time())
     return result
+
+
+def _both(first, second):
+    def call(record):
+        first(record)
+        second(record)
+
+    return call
 
 
 def save_outputs(run_dir: Path, result: dict, weights: dict | None) -> None:

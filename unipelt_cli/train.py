@@ -133,9 +133,11 @@ def fit(
     on_step: Callable[[int, int, float], None] | None = None,
     on_eval: Callable[[dict], None] | None = None,
     resume: dict | None = None,
+    on_log: Callable[[int, float, float], None] | None = None,
 ) -> LoopResult:
     """Train with early stopping on `dev`; leaves the best-on-dev tensors in `model`.
-    `resume`: a state from checkpoint.load, to continue where it was saved."""
+    `resume`: a state from checkpoint.load, to continue where it was saved.
+    `on_log(step, loss, lr)`: after every step, for the trackers (unipelt_cli/loggers)."""
     steps = total_steps(len(train), args)
     optimizer, scheduler = make_optimizer(model, args, steps)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -179,12 +181,15 @@ def fit(
             loss.backward()
             if args.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if on_step:
                 on_step(step, steps, loss.item())
+            if on_log:
+                on_log(step, loss.item(), lr)
             if step % eval_every == 0 or step == steps:
                 t_eval = time.perf_counter()
                 metrics = evaluate(model, dev, args)

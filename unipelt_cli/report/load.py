@@ -20,7 +20,7 @@ from unipelt_cli import runs as runs_mod
 from unipelt_cli.errors import UserError
 
 REQUIRED_KEYS = ("task", "method", "budget", "seed", "primary_metric", "test")
-BOOKKEEPING = ("runtime", "data.dir")  # as unipelt_cli.config.BOOKKEEPING_KEYS: not part of a run's identity
+BOOKKEEPING = ("runtime", "data.dir", "logger")  # as unipelt_cli.config.BOOKKEEPING_KEYS: not part of a run's identity
 # filter aliases: what a user types -> the Run attribute it means
 ALIASES = {"task": "task", "method": "method", "budget": "budget", "backbone": "backbone", "seed": "seed"}
 ALIASES |= {"data_seed": "data_seed", "task.name": "task", "method.name": "method", "backbone.name": "backbone"}

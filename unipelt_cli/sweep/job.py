@@ -107,8 +107,8 @@ def _train(spec: JobSpec, run_dir: Path, outputs: Path, started: float) -> dict:
         training = True
         try:
             result = train_run(
-                cfg, run_dir, outputs, reporter, resume=True
-            )  # a retried run goes on from its checkpoint
+                cfg, run_dir, outputs, reporter, resume=True, group=spec.sweep_id
+            )  # a retried run goes on from its checkpoint; the trackers group a sweep's runs
         finally:
             reporter.close()
     except KeyboardInterrupt:
