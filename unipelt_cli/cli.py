@@ -143,6 +143,13 @@ def train(
     typer.echo(line)
 
 
+PREDICTIONS_STATE = {
+    "identical": "identical to the stored file",
+    "differs": "DIFFERS from the stored file",
+    "missing": "not stored (the run is older than per-example predictions)",
+}
+
+
 @app.command("eval", epilog="Example: unipelt eval outputs/runs/sst2-adapter-k100-s1-d1-0123abcd --split test")
 @user_errors
 def eval_cmd(
@@ -163,14 +170,18 @@ def eval_cmd(
 
     from unipelt_cli.experiment import eval_run
 
-    metrics, stored = eval_run(folder, out, split)
+    metrics, stored, predictions = eval_run(folder, out, split)
     if as_json:
-        typer.echo(json.dumps({"run": str(folder), "metrics": metrics, "stored": stored}, indent=2))
+        typer.echo(
+            json.dumps({"run": str(folder), "metrics": metrics, "stored": stored, "predictions": predictions}, indent=2)
+        )
         return
     for name, values in metrics.items():
         same = values == stored.get(name)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
         typer.echo(f"{name}: {shown} ({'identical to' if same else 'DIFFERS from'} the stored result)")
+    for name, state in predictions.items():
+        typer.echo(f"predictions/{name}.jsonl: {PREDICTIONS_STATE[state]}")
 
 
 @app.command("export", epilog="Example: unipelt export outputs/runs/sst2-lora-k100-s1-d1-0123abcd --out my-model")

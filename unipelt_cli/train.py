@@ -84,21 +84,33 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> tor
 
 
 @torch.inference_mode()
-def predict(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
-    """Predictions in the order of `enc`: class ids, or scores for regression.
+def predict_logits(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
+    """Logits (N, num_labels) as float32, in the order of `enc`.
 
     Batches are sorted by length, so little compute goes to padding; no autograd state is kept.
     """
     model.eval()
-    out = np.zeros(len(enc), dtype=np.float32 if args.regression else np.int64)
+    out = None
     with autocast(args.device, args.bf16):  # one context: autocast casts each trainable weight once, not per batch
         for idx, batch in batches(
             enc, args.eval_batch_size, shuffle=False, by_length=True, pad_id=args.pad_id, pad_to=args.pad_to
         ):
             batch = {k: v.to(args.device) for k, v in batch.items() if k != "labels"}
             logits = model(**batch).logits.float()
-            out[idx] = (logits.squeeze(-1) if args.regression else logits.argmax(-1)).cpu().numpy()
-    return out
+            if out is None:
+                out = np.zeros((len(enc), logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits.cpu().numpy()
+    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+
+def from_logits(logits: np.ndarray, regression: bool) -> np.ndarray:
+    """Class ids, or scores for regression."""
+    return logits[:, 0] if regression else logits.argmax(-1)
+
+
+def predict(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
+    """Predictions in the order of `enc`: class ids, or scores for regression."""
+    return from_logits(predict_logits(model, enc, args), args.regression)
 
 
 def evaluate(model, enc: Encoded, args: LoopArgs) -> dict[str, float]:
