@@ -1,6 +1,6 @@
 """Per-example predictions of a run's selected checkpoint: <run>/predictions/<split>.jsonl.
 
-One JSON object a line, in the order of the GLUE file:
+One JSON object a line, in the split's order (test: the GLUE file's; dev: the K-shot draw's):
 
     {"idx": 17, "label": 1, "pred": 1, "probs": [0.0312, 0.9688]}      classification
     {"idx": 17, "label": 3.8, "pred": 3.4123702}                        regression (STS-B)
