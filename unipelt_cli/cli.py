@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -30,7 +31,7 @@ app = typer.Typer(
         "  unipelt export outputs/runs/<run>            # merge LoRA/BitFit into a plain HF model"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -248,6 +249,10 @@ _load_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """The console script. Usage mistakes (unknown option, missing argument) also end in one line."""
+    if os.environ.get("_UNIPELT_COMPLETE", "").startswith("complete_"):  # a shell asks for completions
+        from unipelt_cli.completion import complete
+
+        return complete()
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
