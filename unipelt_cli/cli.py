@@ -191,13 +191,33 @@ def export_cmd(
     run_dir: Annotated[str, typer.Argument(help="A finished run (ungated LoRA, BitFit, or saved fine-tuning).")],
     out: Annotated[Path | None, typer.Option("--out", help="Folder to write [default: RUN_DIR/export].")] = None,
     outputs: OutputsOpt = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="hf: LoRA/BitFit merged into a plain Hugging Face model; peft: a PEFT LoRA adapter folder "
+            "(ungated LoRA runs; loads with PeftModel.from_pretrained).",
+        ),
+    ] = "hf",
 ) -> None:
-    """Merge a run's LoRA/BitFit tensors into the backbone and save a plain Hugging Face model folder."""
+    """Merge a run's LoRA/BitFit tensors into the backbone and save a plain Hugging Face model folder
+    (--format peft: a PEFT adapter folder instead)."""
     from unipelt_cli import runs
 
+    if fmt not in ("hf", "peft"):
+        raise UserError(f"--format {fmt} is not an export format: use --format hf or --format peft")
     out_dir = runs.outputs_dir(outputs)
     folder = runs.find_run(run_dir, out_dir)
     runs.require_finished(folder)
+    if fmt == "peft":  # unipelt_cli/export_peft.py
+        from unipelt_cli.export_peft import export_peft
+
+        target = out or folder / "export-peft"
+        diff = export_peft(folder, target, out_dir)
+        typer.echo(
+            f"exported {folder.name} as a PEFT adapter to {target} (max |logit difference| after reload: {diff:.2e})"
+        )
+        return
 
     from unipelt_cli.export import export_run
 

@@ -24,7 +24,7 @@ BACKENDS = ("local", "slurm", "submitit-local")  # commands/sweep.py BACKENDS
 COMMANDS = {
     "train": ("Train one run", "overrides", ["--cfg", "--outputs=", "--force", "--resume", "--quiet|-q"]),
     "eval": ("Re-evaluate a finished run", "runs", ["--split=dev,test", "--outputs=", "--json", "--quiet|-q"]),
-    "export": ("Export a run's weights", "runs", ["--out=", "--outputs="]),
+    "export": ("Export a run's weights", "runs", ["--out=", "--outputs=", f"--format={','.join(EXPORT_FORMATS)}"]),
     "ls": ("List config groups and their options", "groups", []),
     "report": (
         "Tables, plots and exports from a folder of runs",
