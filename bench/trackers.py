@@ -33,7 +33,7 @@ class LoggedStepper(Stepper):
     def step(self) -> None:
         super().step()
         self.n += 1
-        loss = float(self.last_loss)
+        loss = self.last_loss.item()
         if self.loggers is not None:
             t0 = time.perf_counter()
             self.loggers.step(self.n, loss, self.optimizer.param_groups[0]["lr"])
