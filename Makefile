@@ -18,7 +18,8 @@ install: $(VENV)/.installed ## create the virtual environment and install unipel
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	@# setuptools' editable finder prints an "Editable installation" notice on every install: nothing to act on
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 run: install ## train the default run: UniPELT (APL) on MiniLM, SST-2, K=100

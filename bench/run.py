@@ -3,7 +3,7 @@ in fresh child processes), printed and written to outputs/bench/figures.md.
 
     python bench/run.py                 # all sections (about 10 minutes on 2 cores)
     python bench/run.py --update-docs   # also replace the figures block of docs/PERFORMANCE.md
-    python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, e2e
+    python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, trackers, e2e
     BENCH_ROUNDS=9 python bench/run.py  # more rounds of interleaved passes (default 5)
 
 Needs the real GLUE folder (UNIPELT_GLUE_DIR, or ../shared/data/glue beside the checkout).
@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import e2e, evaluation, steps  # noqa: E402
+from bench import e2e, evaluation, steps, trackers  # noqa: E402
 from bench.common import BATCHES, OUT, PRESETS, fmt_spread, matmul_peak  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -135,6 +135,18 @@ def section_lora(lines: list[str]) -> None:
     lines.append("")
 
 
+def section_trackers(lines: list[str]) -> None:
+    r = trackers.overhead(ROUNDS)
+    lines += [f"## 6. Tracker overhead: UniPELT APL train step with and without logger=[{','.join(r['trackers'])}]"
+              " (target: under 2%)", "",
+              "| loggers | ms per step, median (min-max) |", "|---|---|",
+              f"| none | {fmt_spread(r['without'], 1000)} |",
+              f"| {', '.join(r['trackers'])} | {fmt_spread(r['with'], 1000)} |", "",
+              f"Time inside the trackers' calls (closing included): {r['inside'] * 1000:.2f} ms a step,"
+              f" {100 * r['inside'] / r['without']['median']:.1f}% of the median step; difference of the medians:"
+              f" {100 * r['overhead']:+.1f}% (noisier: other processes share the CPUs).", ""]  # fmt: skip
+
+
 def main() -> None:
     t0 = time.perf_counter()
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
@@ -149,6 +161,7 @@ def main() -> None:
                      ("ablation", lambda: section_ablation(lines)),
                      ("eval", lambda: section_eval(lines)),
                      ("lora", lambda: section_lora(lines)),
+                     ("trackers", lambda: section_trackers(lines)),
                      ("e2e", lambda: section_e2e(lines, ratio_to_apl))):  # fmt: skip
         if not only or name in only:
             fn()

@@ -32,7 +32,8 @@ class Stepper:
         labels = batch.pop("labels")
         with autocast(self.args.device, self.args.bf16):
             logits = self.forward(batch)
-        loss_fn(logits, labels, self.args.regression).backward()
+        self.last_loss = loss_fn(logits, labels, self.args.regression)
+        self.last_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.args.max_grad_norm, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

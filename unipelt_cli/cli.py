@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +33,7 @@ app = typer.Typer(
         "  unipelt export outputs/runs/<run>            # merge LoRA/BitFit into a plain HF model"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -144,6 +145,13 @@ def train(
     typer.echo(line)
 
 
+PREDICTIONS_STATE = {
+    "identical": "identical to the stored file",
+    "differs": "DIFFERS from the stored file",
+    "missing": "not stored (the run is older than per-example predictions)",
+}
+
+
 @app.command("eval", epilog="Example: unipelt eval outputs/runs/sst2-adapter-k100-s1-d1-0123abcd --split test")
 @user_errors
 def eval_cmd(
@@ -164,14 +172,18 @@ def eval_cmd(
 
     from unipelt_cli.experiment import eval_run
 
-    metrics, stored = eval_run(folder, out, split)
+    metrics, stored, predictions = eval_run(folder, out, split)
     if as_json:
-        typer.echo(json.dumps({"run": str(folder), "metrics": metrics, "stored": stored}, indent=2))
+        typer.echo(
+            json.dumps({"run": str(folder), "metrics": metrics, "stored": stored, "predictions": predictions}, indent=2)
+        )
         return
     for name, values in metrics.items():
         same = values == stored.get(name)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
         typer.echo(f"{name}: {shown} ({'identical to' if same else 'DIFFERS from'} the stored result)")
+    for name, state in predictions.items():
+        typer.echo(f"predictions/{name}.jsonl: {PREDICTIONS_STATE[state]}")
 
 
 @app.command("export", epilog="Example: unipelt export outputs/runs/sst2-lora-k100-s1-d1-0123abcd --out my-model")
@@ -180,13 +192,33 @@ def export_cmd(
     run_dir: Annotated[str, typer.Argument(help="A finished run (ungated LoRA, BitFit, or saved fine-tuning).")],
     out: Annotated[Path | None, typer.Option("--out", help="Folder to write [default: RUN_DIR/export].")] = None,
     outputs: OutputsOpt = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="hf: LoRA/BitFit merged into a plain Hugging Face model; peft: a PEFT LoRA adapter folder "
+            "(ungated LoRA runs; loads with PeftModel.from_pretrained).",
+        ),
+    ] = "hf",
 ) -> None:
-    """Merge a run's LoRA/BitFit tensors into the backbone and save a plain Hugging Face model folder."""
+    """Merge a run's LoRA/BitFit tensors into the backbone and save a plain Hugging Face model folder
+    (--format peft: a PEFT adapter folder instead)."""
     from unipelt_cli import runs
 
+    if fmt not in ("hf", "peft"):
+        raise UserError(f"--format {fmt} is not an export format: use --format hf or --format peft")
     out_dir = runs.outputs_dir(outputs)
     folder = runs.find_run(run_dir, out_dir)
     runs.require_finished(folder)
+    if fmt == "peft":  # unipelt_cli/export_peft.py
+        from unipelt_cli.export_peft import export_peft
+
+        target = out or folder / "export-peft"
+        diff = export_peft(folder, target, out_dir)
+        typer.echo(
+            f"exported {folder.name} as a PEFT adapter to {target} (max |logit difference| after reload: {diff:.2e})"
+        )
+        return
 
     from unipelt_cli.export import export_run
 
@@ -265,6 +297,10 @@ _load_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """The console script. Usage mistakes (unknown option, missing argument) also end in one line."""
+    if os.environ.get("_UNIPELT_COMPLETE", "").startswith("complete_"):  # a shell asks for completions
+        from unipelt_cli.completion import complete
+
+        return complete()
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:

@@ -105,6 +105,8 @@ class Config:
     # PELT submodules: {gate_pooling, <name>: <that submodule's Options>}; typed from the registry
     # (unipelt_cli/pelt) and conf/pelt/<name>.yaml when the schema is registered.
     pelt: Any = None
+    # Experiment trackers chosen with logger=csv or logger=[csv,tensorboard]; checked by unipelt_cli/loggers.
+    logger: Any = None
     seed: int = 1
     data_seed: int = 1
 
@@ -199,7 +201,7 @@ def _check_group_choices(overrides: list[str]) -> None:
         m = re.fullmatch(r"[+~]*([\w-]+)=(.*)", ov)
         if not m or m.group(1) not in known:
             continue
-        group, values = m.group(1), m.group(2)
+        group, values = m.group(1), m.group(2).strip("[]")  # logger=[csv,tensorboard]: several options
         for value in re.split(r",(?![^(]*\))", values):
             if value and value not in known[group] and not value.startswith(("range(", "choice(", "glob(")):
                 raise UserError(

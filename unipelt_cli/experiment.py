@@ -7,12 +7,13 @@ data, model and loop code, which never see OmegaConf.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from unipelt_cli import checkpoint, pelt, runs, runstate
+from unipelt_cli import checkpoint, pelt, predictions, runs, runstate
 from unipelt_cli import config as config_mod
 from unipelt_cli.data.encode import Encoded, encode
 from unipelt_cli.data.glue import load_task
@@ -20,6 +21,8 @@ from unipelt_cli.data.kshot import kshot_indices, rows_hash
 from unipelt_cli.dropout import use_fast_dropout
 from unipelt_cli.errors import UserError
 from unipelt_cli.head import set_pooling
+from unipelt_cli.loggers import Context, Loggers
+from unipelt_cli.metrics import compute_metrics
 from unipelt_cli.model import (
     WEIGHTS_FILE,
     BackboneArgs,
@@ -37,7 +40,7 @@ from unipelt_cli.model import (
     trained_state,
 )
 from unipelt_cli.provenance import provenance
-from unipelt_cli.train import Diverged, LoopArgs, evaluate, fit, seed_everything
+from unipelt_cli.train import Diverged, LoopArgs, fit, from_logits, predict_logits, seed_everything
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Data:
     dev: Encoded
     tests: dict[str, Encoded]  # "test", and "test_mismatched" for MNLI
     info: dict  # sizes, row hashes, sources: stored in the result
+    rows: dict = field(default_factory=dict)  # split -> each example's row in its GLUE file (predictions)
 
 
 def pick_device(name: str) -> torch.device:
@@ -98,7 +102,9 @@ def prepare_data(cfg, spec, tokenizer, cache_dir: Path) -> Data:
         "selection_on_test": k is None,
         "sources": {name: split.source for name, split in splits.items()},
     }
-    return Data(train=train, dev=dev, tests=tests, info=info)
+    rows = {name: np.arange(len(e)) for name, e in tests.items()}
+    rows["dev"] = np.asarray(dev_idx) if k is not None else rows["test"]
+    return Data(train=train, dev=dev, tests=tests, info=info, rows=rows)
 
 
 def build_model(cfg, spec):
@@ -184,19 +190,28 @@ def describe_params(report: dict) -> str:
     return text
 
 
-def evaluate_with_gates(model, encs: dict[str, Encoded], args) -> tuple[dict, dict]:
-    """Metrics per split and, where the model has gates, mean/std of every gate per split."""
-    metrics, stats = {}, {}
+def evaluate_with_gates(model, encs: dict[str, Encoded], args) -> tuple[dict, dict, dict]:
+    """Metrics per split, the logits behind them and, where the model has gates, mean/std of
+    every gate per split."""
+    metrics, stats, logits = {}, {}, {}
     gated = has_gates(model)
     for name, enc in encs.items():
         if gated:
             pelt.reset_gate_stats(model)
             pelt.collect_gate_stats(model, True)
-        metrics[name] = evaluate(model, enc, args)
+        logits[name] = predict_logits(model, enc, args)
+        metrics[name] = compute_metrics(args.metric, from_logits(logits[name], args.regression), enc.labels)
         if gated:
             pelt.collect_gate_stats(model, False)
             stats[name] = {str(layer): v for layer, v in pelt.gate_stats(model).items()}
-    return metrics, stats
+    return metrics, stats, logits
+
+
+def prediction_lines(data: Data, encs: dict[str, Encoded], logits: dict, args) -> dict[str, list[str]]:
+    """{split: predictions/<split>.jsonl's lines} (see unipelt_cli/predictions.py)."""
+    return {
+        name: predictions.lines(logits[name], encs[name].labels, data.rows[name], args.regression) for name in logits
+    }
 
 
 def loop_args(cfg, spec, device: torch.device, pad_id: int = 0) -> LoopArgs:
@@ -244,9 +259,11 @@ def setup(cfg, outputs: Path):
     return spec, data, model, args
 
 
-def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False) -> dict:
+def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False, group: str = "") -> dict:
     """Train, select on dev, test; write weights and result.json. Returns the result.
-    resume: continue from the run's checkpoint when it has one (else start from the beginning)."""
+    resume: continue from the run's checkpoint when it has one (else start from the beginning).
+    group: the sweep the run belongs to (the trackers' experiment or group)."""
+    loggers = Loggers(cfg.logger, Context(run_dir, outputs, config_mod.to_dict(cfg), group))
     try:
         runs.atomic_write(run_dir / runs.CONFIG_FILE, config_mod.to_yaml(cfg))
     except OSError as exc:
@@ -256,12 +273,16 @@ def train_run(cfg, run_dir: Path, outputs: Path, reporter, resume: bool = False)
     try:
         identity = _identity_fields(config_mod.config_hash(cfg))
         with runstate.tracked(run_dir, run_dir / runs.LOG_FILE, identity):  # status.json, however the run ends
-            return _train(cfg, run_dir, outputs, reporter, resume)
+            try:
+                return _train(cfg, run_dir, outputs, reporter, resume, loggers)
+            except BaseException:
+                loggers.close(failed=True)
+                raise
     except Diverged as exc:
         raise UserError(f"run diverged ({exc}): lower train.lr or try train.precision=fp32") from None
 
 
-def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool) -> dict:
+def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool, loggers: Loggers) -> dict:
     config_hash = config_mod.config_hash(cfg)
     ckpt_path = run_dir / checkpoint.FILE
     spec, data, model, args = setup(cfg, outputs)
@@ -274,11 +295,16 @@ def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool) -> dict:
     if resume:
         found = f"resuming from the checkpoint at step {state['step']}" if state else "no checkpoint: from the start"
         reporter.note(found)
-    loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=reporter.evaluation, resume=state)
+    loggers.start(model)
+    on_eval = _both(reporter.evaluation, loggers.evaluation) if loggers else reporter.evaluation
+    loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=on_eval, resume=state,
+               on_log=loggers.step if loggers else None)  # fmt: skip
     t0 = time.perf_counter()
     weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
-    splits = {"dev": data.dev, **data.tests} if has_gates(model) else data.tests  # dev again only for gate stats
-    tests, gates = evaluate_with_gates(model, splits, args)
+    splits = {"dev": data.dev, **data.tests}  # dev again: its predictions (and gate stats)
+    tests, gates, logits = evaluate_with_gates(model, splits, args)
+    for name, rows in prediction_lines(data, splits, logits, args).items():
+        predictions.write(run_dir, name, rows)
     tests.pop("dev", None)
     test_seconds = time.perf_counter() - t0
     result = {
@@ -315,6 +341,7 @@ def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool) -> dict:
         "provenance": provenance(args.device),
     }
     save_outputs(run_dir, result, weights)
+    loggers.finish(result)
     ckpt_path.unlink(missing_ok=True)
     return result  # runstate marks the run done
 
@@ -323,6 +350,14 @@ def _identity_fields(config_hash: str) -> dict:
     from unipelt_cli import identity
 
     return {"config_hash": config_hash, "identity_version": identity.VERSION}
+
+
+def _both(first, second):
+    def call(record):
+        first(record)
+        second(record)
+
+    return call
 
 
 def save_outputs(run_dir: Path, result: dict, weights: dict | None) -> None:
@@ -353,8 +388,9 @@ def pelt_summary(cfg) -> dict:
     return {"gate_pooling": options["gate_pooling"], "submodules": enabled}
 
 
-def eval_run(run_dir: Path, outputs: Path, split: str) -> tuple[dict, dict]:
-    """Rebuild the model on a fresh backbone, load the run's weights, evaluate. (metrics, stored)."""
+def eval_run(run_dir: Path, outputs: Path, split: str) -> tuple[dict, dict, dict]:
+    """Rebuild the model on a fresh backbone, load the run's weights, evaluate.
+    (metrics, stored metrics, {split: identical | differs | missing} for predictions/<split>.jsonl)."""
     stored = runs.require_finished(run_dir)
     if not (run_dir / WEIGHTS_FILE).is_file():
         raise UserError(
@@ -364,7 +400,10 @@ def eval_run(run_dir: Path, outputs: Path, split: str) -> tuple[dict, dict]:
     cfg = runs.load_config(run_dir)
     spec, data, model, args = setup(cfg, outputs)
     load_saved_tensors(model, run_dir / WEIGHTS_FILE)
-    if split == "dev":
-        return {"dev": evaluate(model, data.dev, args)}, {"dev": stored["dev"]}
-    metrics = {name: evaluate(model, enc, args) for name, enc in data.tests.items()}
-    return metrics, {name: stored.get(name) for name in metrics}
+    encs = {"dev": data.dev} if split == "dev" else data.tests
+    metrics, _, logits = evaluate_with_gates(model, encs, args)
+    same = {
+        name: predictions.compare(run_dir, name, rows)
+        for name, rows in prediction_lines(data, encs, logits, args).items()
+    }
+    return metrics, {name: stored.get(name) for name in metrics}, same

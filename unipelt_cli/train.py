@@ -84,21 +84,33 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> tor
 
 
 @torch.inference_mode()
-def predict(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
-    """Predictions in the order of `enc`: class ids, or scores for regression.
+def predict_logits(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
+    """Logits (N, num_labels) as float32, in the order of `enc`.
 
     Batches are sorted by length, so little compute goes to padding; no autograd state is kept.
     """
     model.eval()
-    out = np.zeros(len(enc), dtype=np.float32 if args.regression else np.int64)
+    out = None
     with autocast(args.device, args.bf16):  # one context: autocast casts each trainable weight once, not per batch
         for idx, batch in batches(
             enc, args.eval_batch_size, shuffle=False, by_length=True, pad_id=args.pad_id, pad_to=args.pad_to
         ):
             batch = {k: v.to(args.device) for k, v in batch.items() if k != "labels"}
             logits = model(**batch).logits.float()
-            out[idx] = (logits.squeeze(-1) if args.regression else logits.argmax(-1)).cpu().numpy()
-    return out
+            if out is None:
+                out = np.zeros((len(enc), logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits.cpu().numpy()
+    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+
+def from_logits(logits: np.ndarray, regression: bool) -> np.ndarray:
+    """Class ids, or scores for regression."""
+    return logits[:, 0] if regression else logits.argmax(-1)
+
+
+def predict(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
+    """Predictions in the order of `enc`: class ids, or scores for regression."""
+    return from_logits(predict_logits(model, enc, args), args.regression)
 
 
 def evaluate(model, enc: Encoded, args: LoopArgs) -> dict[str, float]:
@@ -133,9 +145,11 @@ def fit(
     on_step: Callable[[int, int, float], None] | None = None,
     on_eval: Callable[[dict], None] | None = None,
     resume: dict | None = None,
+    on_log: Callable[[int, float, float], None] | None = None,
 ) -> LoopResult:
     """Train with early stopping on `dev`; leaves the best-on-dev tensors in `model`.
-    `resume`: a state from checkpoint.load, to continue where it was saved."""
+    `resume`: a state from checkpoint.load, to continue where it was saved.
+    `on_log(step, loss, lr)`: after every step, for the trackers (unipelt_cli/loggers)."""
     steps = total_steps(len(train), args)
     optimizer, scheduler = make_optimizer(model, args, steps)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -179,12 +193,15 @@ def fit(
             loss.backward()
             if args.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if on_step:
                 on_step(step, steps, loss.item())
+            if on_log:
+                on_log(step, loss.item(), lr)
             if step % eval_every == 0 or step == steps:
                 t_eval = time.perf_counter()
                 metrics = evaluate(model, dev, args)

@@ -79,6 +79,9 @@ def sweep(
     if dry_run:
         _list(planned, out, force)
         return
+    from unipelt_cli.loggers import check_overrides
+
+    check_overrides(list(overrides or []))  # a tracker's missing package: one line before any job
     runtime = _runtime_overrides(overrides or [], backend, jobs, slurm or [])
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ or "within noise (Δ ≤ 0)"; "untested" when there is no SE (a task with fewer 
 
 Seed variance: the mean over T of each method's sample std, and on how many tasks X's std is lower.
 The paper column repeats the comparison on the paper's own numbers over the same tasks.
+Where the runs kept predictions, each comparison also gets a per-example paired p-value
+(report/paired.py: a paired bootstrap of the metric, combined over seeds and tasks).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import math
 
 from unipelt_cli.report import aggregate, paper
+from unipelt_cli.report import paired as per_example
 from unipelt_cli.report.aggregate import CellKey, Group
 from unipelt_cli.report.names import method_label, task_key
 
@@ -162,6 +165,7 @@ def claims(cells: dict[CellKey, Group], backbone: str, budget) -> list[dict]:
         ref = _paper_delta(budget, x, paper_y, found["tasks"]) if paper_y is not None else None
         rows.append(
             found
+            | {"paired": per_example.test(xg, yg, found["tasks"])}  # per-example bootstrap, where predictions exist
             | {"claim": claim, "text": f"{found['x']:.2f} vs {found['y']:.2f} ({y_label}{found['note']})"}
             | {"verdict": verdict(found["delta"], found["se"]), "paper": ref}
         )

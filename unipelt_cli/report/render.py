@@ -151,16 +151,18 @@ def to_latex(sections: list[Section]) -> str:
 # --- HTML -----------------------------------------------------------------------------------------
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0; font-variant-numeric: tabular-nums; }
-th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
-.num { text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 2em; max-width: 80em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0; font-variant-numeric: tabular-nums; font-size: 0.92em;
+        display: block; max-width: 100%; overflow-x: auto; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: left; }
+td:first-child { white-space: nowrap; }
+.num { text-align: right; white-space: nowrap; }
 thead th { border-bottom: 2px solid #444; }
 td.best { font-weight: bold; background: #eef6ee; }
 p.note { font-size: 0.85em; color: #555; margin: 0.2em 0; }
 figure { display: inline-block; margin: 1em 1em 1em 0; }
 figcaption { font-size: 0.85em; color: #555; }
-img { max-width: 100%; }
+img { max-width: 100%; height: auto; }
 """.strip()
 
 

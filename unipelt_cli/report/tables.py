@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from unipelt_cli.report import Report, aggregate, claims, paper
+from unipelt_cli.report import paired as per_example
 from unipelt_cli.report.names import (
     FAMILIES,
     METRIC_LABELS,
@@ -338,16 +339,20 @@ def paper_grid(report: Report, backbone: str, budget) -> Grid | None:
 
 def claims_grid(report: Report, backbone: str, budget) -> Grid | None:
     rows = []
-    for row in claims.claims(report.cells, backbone, budget):
+    found = claims.claims(report.cells, backbone, budget)
+    with_p = any(row.get("paired") for row in found)  # runs from before predictions: the table as it was
+    for row in found:
         delta = f"{row['delta']:+.2f}" + (f" (SE {row['se']:.2f})" if row["se"] is not None else "")
         cells = [Cell(row["claim"]), Cell(row["text"]), Cell(delta, row["delta"])]
+        if with_p:
+            cells.append(_p_cell(row["paired"], len(row["tasks"])) if "paired" in row else Cell("—"))
         cells += [Cell(f"{row['wins']}/{len(row['tasks'])}"), Cell(row["verdict"])]
         if report.compare_paper:
             cells.append(Cell(fmt(row["paper"]) if row["paper"] is None else f"{row['paper']:+.2f}", row["paper"]))
         rows.append(cells)
     if not rows:
         return None
-    header = ["Claim", "Ours: mean over tasks", "Δ", "Tasks won", "Verdict"]
+    header = ["Claim", "Ours: mean over tasks", "Δ", *(["Per-example p"] if with_p else []), "Tasks won", "Verdict"]
     if report.compare_paper:
         header.append("Paper Δ (same tasks)")
     notes = [
@@ -358,6 +363,8 @@ def claims_grid(report: Report, backbone: str, budget) -> Grid | None:
         "Oracle: the best single submodule per task, "
         "chosen on test (letters in task order)."
     ]
+    if with_p:
+        notes.append(PAIRED_NOTE)
     title = f"Claims: {backbone}, {budget_label(budget)}"
     return Grid(slug("claims", backbone, budget), title, header, rows, notes)
 
@@ -396,6 +403,63 @@ def families_grid(report: Report, backbone: str, budget) -> Grid | None:
     return Grid(
         slug("families", backbone, budget), f"Method families: {backbone}, {budget_label(budget)}", header, rows, notes
     )
+
+
+PAIRED_NOTE = (
+    "Per-example p: paired bootstrap of the metric over test examples (1,000 resamples, the same draw for "
+    "both methods and every shared seed; Δ averaged over seeds, then tasks), two-sided; it asks whether Δ "
+    "survives another test sample, the SE whether it survives other seeds. A bootstrap rather than McNemar: "
+    "CoLA's Matthews, MRPC/QQP's F1 and STS-B's Spearman are not per-example sums. 'no predictions': runs "
+    "from before per-example predictions were kept; (k tasks): fewer tasks than Δ had predictions."
+)
+
+
+def _p_cell(found: dict | None, n_tasks: int) -> Cell:
+    if not found:
+        return Cell("no predictions")
+    some = f" ({len(found['tasks'])} tasks)" if len(found["tasks"]) < n_tasks else ""
+    return Cell(per_example.fmt_p(found["p"]) + some, found["p"])
+
+
+def paired_grid(report: Report, backbone: str, budget) -> Grid | None:
+    """Every method against UniPELT (APL) per task: Δ, the seed-level SE and the per-example p."""
+    reference = "unipelt_apl"
+    tasks, methods = report.tasks(backbone, budget), report.methods(backbone, budget)
+    here = {(m, t): g for (b, k, m, t), g in report.cells.items() if (b, k) == (backbone, budget)}
+    if reference not in methods or not any(per_example.has_predictions(g) for g in here.values()):
+        return None
+    rows = []
+    for method in methods:
+        if method == reference:
+            continue
+        cells = [Cell(method_label(method))]
+        for task in tasks:
+            x, y = here.get((method, task)), here.get((reference, task))
+            found = claims.compare({task: x}, {task: y}) if x and y and x.done and y.done else None
+            if found is None:
+                cells.append(Cell("—"))
+                continue
+            text = f"{found['delta']:+.2f}" + (f" (SE {found['se']:.2f})" if found["se"] is not None else "")
+            test = per_example.test({task: x}, {task: y}, [task])
+            text += f", {per_example.fmt_p(test['p'])}" if test else ", no predictions"
+            cells.append(Cell(text, found["delta"]))
+        rows.append(cells)
+    cells_with = sum(per_example.has_predictions(g) for g in here.values())
+    notes = [
+        f"Δ = method minus {method_label(reference)} on the seeds both have; SE from the per-seed differences. "
+        + PAIRED_NOTE,
+        f"Cells with per-example predictions for every run: {cells_with} of {len(here)}: "
+        + (
+            ", ".join(
+                sorted(
+                    f"{method_label(m)} {task_label(t)}" for (m, t), g in here.items() if per_example.has_predictions(g)
+                )
+            )
+        ),
+    ]
+    header = ["Method", *(task_label(t) for t in tasks)]
+    title = f"Paired tests against {method_label(reference)}: {backbone}, {budget_label(budget)}"
+    return Grid(slug("paired", backbone, budget), title, header, rows, notes)
 
 
 def where_grid(report: Report) -> Grid:
@@ -451,6 +515,9 @@ def sections(report: Report, images: list[Image] | None = None) -> list[Section]
     families = [g for g in (families_grid(report, b, k) for b, k in pairs) if g is not None]
     if families:
         out.append(Section("Method families (the unified view)", grids=families))
+    tested = [g for g in (paired_grid(report, b, k) for b, k in pairs) if g is not None]
+    if tested:
+        out.append(Section("Per-example paired tests", grids=tested))
     out.append(Section("Parameters and cost (the paper's Table 4)", grids=[cost_grid(report, b, k) for b, k in pairs]))
     gates = gate_grids(report)
     if gates:

@@ -108,8 +108,11 @@ def _train(spec: JobSpec, run_dir: Path, outputs: Path, started: float) -> dict:
         reporter = Reporter(run_dir / runs.LOG_FILE, quiet=True, metric=cfg.task.metric)
         training = True
         try:
-            # a retried run goes on from its checkpoint; --force starts it again (and replaces a bad one)
-            result = train_run(cfg, run_dir, outputs, reporter, resume=spec.force_since is None)
+            # a retried run goes on from its checkpoint (--force starts it again and replaces a bad one);
+            # the trackers group a sweep's runs
+            result = train_run(
+                cfg, run_dir, outputs, reporter, resume=spec.force_since is None, group=spec.sweep_id
+            )
         finally:
             reporter.close()
     except KeyboardInterrupt:
