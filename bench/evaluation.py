@@ -7,11 +7,13 @@ from bench.common import build, spread, timed
 from unipelt_cli.train import predict
 
 
-def throughput(task: str, methods: list[str], repeat: int, limit: int | None = None) -> list[dict]:
+def throughput(
+    task: str, methods: list[str], repeat: int, limit: int | None = None, extra=(), precisions=("fp32", "bf16")
+) -> list[dict]:
     rows = []
     for method in methods:
-        for precision in ("fp32", "bf16"):
-            _, data, model, args = build(f"task={task}", f"method={method}", f"train.precision={precision}")
+        for precision in precisions:
+            _, data, model, args = build(f"task={task}", f"method={method}", f"train.precision={precision}", *extra)
             enc = data.tests["test"]
             if limit and len(enc) > limit:
                 enc = enc.subset(range(limit))

@@ -3,7 +3,7 @@ in fresh child processes), printed and written to outputs/bench/figures.md.
 
     python bench/run.py                 # all sections (about 10 minutes on 2 cores)
     python bench/run.py --update-docs   # also replace the figures block of docs/PERFORMANCE.md
-    python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, trackers, e2e
+    python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, trackers, e2e, mpnet
     BENCH_ROUNDS=9 python bench/run.py  # more rounds of interleaved passes (default 5)
 
 Needs the real GLUE folder (UNIPELT_GLUE_DIR, or ../shared/data/glue beside the checkout).
@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import e2e, evaluation, steps, trackers  # noqa: E402
+from bench import e2e, evaluation, mpnet, steps, trackers  # noqa: E402
 from bench.common import BATCHES, OUT, PRESETS, fmt_spread, matmul_peak  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -49,6 +49,7 @@ def section_steps(lines: list[str], peaks: dict) -> dict[str, float]:
               " GFLOP per step | achieved GFLOP/s | % of matmul peak |",
               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     ratio_to_apl = {}
+    MINILM_STEPS.update({(r["method"], r["precision"]): r["step"]["median"] for r in rows})
     apl = {p: next(r for r in rows if r["method"] == "unipelt_apl" and r["precision"] == p)["step"]["median"]
            for p in ("fp32", "bf16")}  # fmt: skip
     for r in rows:
@@ -63,6 +64,43 @@ def section_steps(lines: list[str], peaks: dict) -> dict[str, float]:
             ratio_to_apl[r["method"]] = med / apl["bf16"]
     lines.append("")
     return ratio_to_apl
+
+
+MINILM_STEPS: dict[tuple[str, str], float] = {}  # (method, precision) -> median seconds, from section 1
+
+
+def section_mpnet(lines: list[str]) -> None:
+    """all-mpnet-base-v2 (110M) beside MiniLM (22M): steps, eval, one end-to-end run (bench/mpnet.py)."""
+    lines += ["## 6. BERT-base-sized backbone: all-mpnet-base-v2 (`backbone=mpnet-base`, eager attention)", ""]
+    reason = mpnet.missing_reason()
+    if reason:
+        print(f"bench: MPNet figures skipped: {reason}", flush=True)
+        lines += [f"Skipped: {reason}.", ""]
+        return
+    rows = mpnet.method_steps(PRESETS, ROUNDS)
+    base = next(r for r in rows if r["method"] == "finetune")["step"]["median"]
+    lines += ["Train step on identical SST-2 K=100 batches (batch 16), default precision; MiniLM's step from"
+              " section 1 (blank when section 1 did not run).", "",
+              "| method | precision | ms per step, median (min-max) | vs finetune | MiniLM ms | MPNet / MiniLM |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        med, small = r["step"]["median"], MINILM_STEPS.get((r["method"], r["precision"]))
+        beside = f"{small * 1000:.1f} | {med / small:.2f}x" if small else " | "
+        lines.append(f"| {r['method']} | {r['precision']} | {fmt_spread(r['step'], 1000)} | {med / base:.2f}x |"
+                     f" {beside} |")  # fmt: skip
+    precision = rows[0]["precision"]
+    evals = evaluation.throughput("sst2", ["finetune", "unipelt_apl"], repeat=2, extra=[mpnet.BACKBONE],
+                                  precisions=(precision,))  # fmt: skip
+    lines += ["", "| eval: task | method | precision | examples | examples/s, median (min-max) |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for r in evals:
+        lines.append(f"| {r['task']} | {r['method']} | {r['precision']} | {r['examples']} |"
+                     f" {fmt_spread(r['per_second'])} |")  # fmt: skip
+    r = e2e.train_wall(["task=sst2", "budget=k100", "method=unipelt_apl", mpnet.BACKBONE])
+    lines += ["", "| end to end: command | precision | wall s | train s | eval s | test metric |",
+              "|---|---|---|---|---|---|",
+              f"| `{r['command']}` | {r['precision']} | {r['wall']:.1f} | {r['train']:.1f} | {r['eval']:.1f} |"
+              f" {r['metric']:.4f} |", ""]  # fmt: skip
 
 
 def section_ablation(lines: list[str]) -> None:
@@ -162,7 +200,8 @@ def main() -> None:
                      ("eval", lambda: section_eval(lines)),
                      ("lora", lambda: section_lora(lines)),
                      ("trackers", lambda: section_trackers(lines)),
-                     ("e2e", lambda: section_e2e(lines, ratio_to_apl))):  # fmt: skip
+                     ("e2e", lambda: section_e2e(lines, ratio_to_apl)),
+                     ("mpnet", lambda: section_mpnet(lines))):  # fmt: skip
         if not only or name in only:
             fn()
             print("\n".join(lines), flush=True) if name == "steps" else None

