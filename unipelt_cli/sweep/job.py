@@ -110,9 +110,7 @@ def _train(spec: JobSpec, run_dir: Path, outputs: Path, started: float) -> dict:
         try:
             # a retried run goes on from its checkpoint (--force starts it again and replaces a bad one);
             # the trackers group a sweep's runs
-            result = train_run(
-                cfg, run_dir, outputs, reporter, resume=spec.force_since is None, group=spec.sweep_id
-            )
+            result = train_run(cfg, run_dir, outputs, reporter, resume=spec.force_since is None, group=spec.sweep_id)
         finally:
             reporter.close()
     except KeyboardInterrupt:
