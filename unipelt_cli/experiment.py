@@ -303,8 +303,7 @@ def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool, loggers: L
     weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
     splits = {"dev": data.dev, **data.tests}  # dev again: its predictions (and gate stats)
     tests, gates, logits = evaluate_with_gates(model, splits, args)
-    for name, rows in prediction_lines(data, splits, logits, args).items():
-        predictions.write(run_dir, name, rows)
+    lines = prediction_lines(data, splits, logits, args)
     tests.pop("dev", None)
     test_seconds = time.perf_counter() - t0
     result = {
@@ -340,7 +339,7 @@ def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool, loggers: L
         "data": data.info,
         "provenance": provenance(args.device),
     }
-    save_outputs(run_dir, result, weights)
+    save_outputs(run_dir, result, weights, lines)
     loggers.finish(result)
     ckpt_path.unlink(missing_ok=True)
     return result  # runstate marks the run done
@@ -360,7 +359,7 @@ def _both(first, second):
     return call
 
 
-def save_outputs(run_dir: Path, result: dict, weights: dict | None) -> None:
+def save_outputs(run_dir: Path, result: dict, weights: dict | None, lines: dict | None = None) -> None:
     """Weights, then result.json, each to a temporary name first: a failed write (disk full,
     permissions) leaves a previous result and its weights as they were; runstate.py marks the run
     failed and removes the temporary files. Stop signals wait until both are in place."""
@@ -369,6 +368,8 @@ def save_outputs(run_dir: Path, result: dict, weights: dict | None) -> None:
         with runstate.stop_signals_held():
             if weights is not None:
                 save_weights(weights, new_weights)
+            for name, rows in (lines or {}).items():  # predictions/<split>.jsonl, each in one rename
+                predictions.write(run_dir, name, rows)
             runs.write_json(run_dir / runs.RESULT_FILE, result)
             if weights is not None:
                 new_weights.replace(run_dir / WEIGHTS_FILE)
