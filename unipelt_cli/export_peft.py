@@ -118,12 +118,7 @@ def load_peft(folder: str | Path):
         return PeftModel.from_pretrained(base, str(folder))
 
 
-@torch.inference_mode()
 def _logits(model, enc) -> torch.Tensor:
-    from unipelt_cli.data.encode import batches
+    from unipelt_cli.export import _logits as logits  # one batched forward for both export formats
 
-    out = torch.zeros(len(enc), model.config.num_labels)
-    for idx, batch in batches(enc, 32, shuffle=False):
-        batch.pop("labels")
-        out[idx] = model(**batch).logits.float()
-    return out
+    return logits(model, enc)
