@@ -383,12 +383,13 @@ def families_grid(report: Report, backbone: str, budget) -> Grid | None:
         cells = [Cell(task_label(task))]
         for members in families.values():
             scored = [
-                (g.mean, m)
+                (g.mean, m, g.n)
                 for m in members
                 if (g := report.cells.get((backbone, budget, m, task))) and g.mean is not None
             ]
             best = max(scored, default=None)
-            cells.append(Cell("—") if best is None else Cell(f"{best[0]:.2f} {method_label(best[1])}", best[0]))
+            seeds = "" if best is None or best[2] > 1 else " (1 seed)"
+            cells.append(Cell("—") if best is None else Cell(f"{best[0]:.2f} {method_label(best[1])}{seeds}", best[0]))
         top = max((c.value for c in cells[1:] if c.value is not None), default=None)
         for cell in cells[1:]:
             cell.best = top is not None and cell.value == top
