@@ -161,3 +161,46 @@ def test_a_sweep_is_one_mlflow_experiment(tmp_path, tiny_backbone):
     experiment = client.get_experiment_by_name(f"unipelt sweep {sweep.parent.name}")
     found = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.tags["seed"] for r in found) == ["1", "2"]
+
+
+RACE = """
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+import mlflow.tracking  # imported before the start line, so the processes reach the store together
+from unipelt_cli.loggers.mlflow_logger import MlflowLogger
+outputs, ready, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+ctx = SimpleNamespace(outputs=outputs, group="g1", run_dir=outputs / "runs" / name,
+                      config={"seed": 1, "task": {"name": "rte"}})
+(ready / name).touch()
+while len(list(ready.iterdir())) < 4:  # all four imported: start together
+    time.sleep(0.01)
+logger = MlflowLogger()
+logger.start(ctx)
+logger.log_eval(1, {"dev/accuracy": 50.0})
+logger.close(failed=False)
+"""
+
+
+@needs("mlflow")
+def test_parallel_workers_share_one_fresh_mlflow_store(tmp_path):
+    """A sweep's workers start together: without the store lock, their MLflow clients race in the
+    new database's schema migration and every run fails ("table ... already exists")."""
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    outputs, ready = tmp_path / "out", tmp_path / "ready"
+    ready.mkdir()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RACE, str(outputs), str(ready), f"run{i}"], stderr=subprocess.PIPE)
+        for i in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    client = MlflowClient(tracking_uri=f"sqlite:///{outputs.resolve() / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "unipelt sweep g1"]
+    found = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in found) == [f"run{i}" for i in range(4)]
+    assert {r.info.status for r in found} == {"FINISHED"}

@@ -11,12 +11,20 @@ step. MLflow's store costs ~0.08 ms a metric on 2 CPUs, so the 18 gate means of 
 csv, tensorboard and wandb) would add ~1.5% to a MiniLM step: here they are the evaluation step's.
 Metrics are buffered and sent in batches (see FLUSH_SECONDS), so a step costs no round trip. Artifacts:
 result.json, config.yaml, train.log and predictions/.
+
+A sqlite store is written under an exclusive flock on <db>.lock: a sweep's workers start at the same
+instant, and two MLflow clients creating one database race in its schema migration and leave it
+half-built for every later run; sqlite's own locking does not cover that.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import time
+from pathlib import Path
 
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
 # A call costs ~15 ms whatever its size (the sqlite store, 2 CPUs), a metric ~0.08 ms: send full
@@ -42,16 +50,35 @@ class MlflowLogger:
         self.client = None
         self.pending: list = []
         self.gates: dict = {}
+        self.lock_path: Path | None = None
 
     def start(self, ctx) -> None:
+        outputs = ctx.outputs.expanduser().resolve()
+        uri = self.tracking_uri or f"sqlite:///{outputs / 'mlflow.db'}"
+        self.lock_path = sqlite_lock(uri)
+        with self.locked():
+            self._start(ctx, uri, outputs)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Exclusive use of a sqlite store among processes (see the module docstring); no-op otherwise."""
+        if self.lock_path is None:
+            yield
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def _start(self, ctx, uri: str, outputs: Path) -> None:
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which sets INFO
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
-        outputs = ctx.outputs.expanduser().resolve()
-        uri = self.tracking_uri or f"sqlite:///{outputs / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=uri)
         self.Metric, self.flushed = Metric, time.monotonic()
         name = f"{self.experiment} sweep {ctx.group}" if ctx.group else self.experiment
@@ -89,8 +116,9 @@ class MlflowLogger:
     def flush(self) -> None:
         self.flushed = time.monotonic()
         pending, self.pending = self.pending, []
-        for i in range(0, len(pending), BATCH):
-            self.client.log_batch(self.run_id, metrics=pending[i : i + BATCH])
+        with self.locked():
+            for i in range(0, len(pending), BATCH):
+                self.client.log_batch(self.run_id, metrics=pending[i : i + BATCH])
 
     def finish(self, result: dict, files: list) -> None:
         from unipelt_cli.loggers import test_values
@@ -104,5 +132,15 @@ class MlflowLogger:
         if self.client is None or not hasattr(self, "run_id"):
             return
         self.flush()
-        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+        with self.locked():
+            self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
         self.client = None
+
+
+def sqlite_lock(uri: str) -> Path | None:
+    """The lock file beside a sqlite store's database (sqlite:///<path>), None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return db.with_name(db.name + ".lock")
