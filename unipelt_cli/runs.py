@@ -50,8 +50,12 @@ def inside(outputs: Path, path: str, key: str) -> Path:
 
 
 def run_name(cfg, config_hash: str) -> str:
-    budget = "full" if cfg.budget.k is None else f"k{cfg.budget.k}"  # the real K, even when overridden
-    return f"{cfg.task.name}-{cfg.method.name}-{budget}-s{cfg.seed}-d{cfg.data_seed}-{config_hash[:8]}"
+    """<task>-<method>-<budget>-s<seed>-d<data_seed>-<hash8>, from a config or its plain dict."""
+    k = cfg["budget"]["k"]
+    budget = "full" if k is None else f"k{k}"  # the real K, even when overridden
+    return (
+        f"{cfg['task']['name']}-{cfg['method']['name']}-{budget}-s{cfg['seed']}-d{cfg['data_seed']}-{config_hash[:8]}"
+    )
 
 
 def _read_data(path: Path):
@@ -199,10 +203,8 @@ def load_config(run_dir: Path):
         raise UserError(f"{path} is not plain YAML data ({first}): {fix}") from None
     if not isinstance(cfg, DictConfig):
         raise UserError(f"{path} is not a config (a YAML mapping of keys): {fix}")
-    schema = OmegaConf.structured(config.Config)
-    schema.pelt = config.pelt_schema()
     try:
-        typed = OmegaConf.merge(schema, cfg)
+        typed = OmegaConf.merge(config.schema_node(), cfg)
         OmegaConf.resolve(typed)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
