@@ -155,7 +155,7 @@ def plan(overrides: list[str], outputs: Path | None = None, notify=None, write: 
             cache.save()
     from unipelt_cli import runs
 
-    known = runs.index(outputs) if outputs else {}
+    known = runs.index(outputs, write_cache=write) if outputs else {}
     jobs, seen = [], set()
     for combo in combos:
         run_id, digest = cache.get(combo)
