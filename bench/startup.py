@@ -62,7 +62,7 @@ def run(args: list[str], code=None, env: dict | None = None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = {**_env(code), **(env or {}), "BENCH_START": repr(time.time())}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-P", "-c", CHILD, *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -106,7 +106,7 @@ def _write_plan_cache(overrides: list[str], outputs: Path, code=None) -> None:
     """What a sweep that ran leaves: <outputs>/sweeps/plan-cache.json (a dry run writes nothing)."""
     script = "import sys; from pathlib import Path; from unipelt_cli.sweep import grid; "
     script += "grid.plan(sys.argv[2:], Path(sys.argv[1]))"
-    subprocess.run([sys.executable, "-c", script, str(outputs), *overrides], env=_env(code), check=True)
+    subprocess.run([sys.executable, "-P", "-c", script, str(outputs), *overrides], env=_env(code), check=True)
 
 
 def cfg(rounds: int, code=None) -> dict:

@@ -244,6 +244,7 @@ def test_kshot_rows_are_tokenised_alone_as_in_the_whole_file(tokenizer, glue_dir
     for got, idx in ((data.train, train_idx), (data.dev, dev_idx)):
         want = whole.subset(idx)
         assert len(got) == len(idx) and np.array_equal(got.labels, want.labels)
-        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got.input_ids, want.input_ids))
-        assert all(np.array_equal(a, b) for a, b in zip(got.token_type_ids, want.token_type_ids))
+        pairs = zip(got.input_ids, want.input_ids, strict=True)
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in pairs)
+        assert all(np.array_equal(a, b) for a, b in zip(got.token_type_ids, want.token_type_ids, strict=True))
     assert len(list(tmp_path.glob("tok-*.npz"))) == 1  # only the test set is cached

@@ -11,9 +11,12 @@ The grid is the Cartesian product of the keys, in the order given (the last key 
 A preset, `+sweep=NAME`, is conf/sweep/NAME.yaml: a `params:` mapping in the same grammar that
 comes first, so a key on the command line replaces the preset's key (`+sweep=smoke seed=3`).
 
-Planning composes every job's config (types and values checked before anything runs) and names
-its run folder from the config hash. Composing is slow (0.1-0.3 s a job), so the plan is cached in
-<outputs>/sweeps/plan-cache.json, keyed by a fingerprint of conf/ and of the code behind a config.
+Planning checks every job's config (types and values, before anything runs) and names its run
+folder from the config hash. A Hydra compose is slow (0.05-0.2 s), so the first job is composed in
+full and one more config per value of each axis; every job's config is derived from those
+(derive.py, which falls back to a compose per job where deriving would not be exact). The plan is
+cached in <outputs>/sweeps/plan-cache.json, keyed by a fingerprint of conf/ and of the code behind
+a config, and the identities of the run folders already there in index-cache.json (runs.index).
 """
 
 from __future__ import annotations
@@ -214,7 +217,7 @@ class _Cache:
 
 
 # what composes, validates and names a run
-IDENTITY_CODE = ("config.py", "identity.py", "runs.py", "pelt", "data/tasks.py")
+IDENTITY_CODE = ("config.py", "identity.py", "runs.py", "pelt", "data/tasks.py", "sweep/derive.py")
 
 
 def _fingerprint() -> str:
