@@ -32,9 +32,9 @@ PAPER_TASKS = "task=sst2,mrpc,cola,rte,stsb"  # the tasks whose K=100 runs resul
 # Run the CLI in the child; with FIRST_STEP set, stop at the end of the first train step and report.
 CHILD = """
 import json, os, resource, sys, time
-import unipelt_cli.experiment as experiment
 from unipelt_cli.cli import main
 if os.environ.get("BENCH_FIRST_STEP"):
+    import unipelt_cli.experiment as experiment
     fit = experiment.fit
     def first_step(*args, on_step=None, **kwargs):
         def step(*a, **k):
