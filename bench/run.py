@@ -3,7 +3,8 @@ in fresh child processes), printed and written to outputs/bench/figures.md.
 
     python bench/run.py                 # all sections (about 10 minutes on 2 cores)
     python bench/run.py --update-docs   # also replace the figures block of docs/PERFORMANCE.md
-    python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, trackers, e2e, mpnet
+    python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, trackers, e2e, mpnet,
+                                        # plan, cfg, startup (bench/startup.py: fresh processes, CPU seconds)
     BENCH_ROUNDS=9 python bench/run.py  # more rounds of interleaved passes (default 5)
 
 Needs the real GLUE folder (UNIPELT_GLUE_DIR, or ../shared/data/glue beside the checkout).
@@ -22,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import e2e, evaluation, mpnet, steps, trackers  # noqa: E402
+from bench import e2e, evaluation, mpnet, startup, steps, trackers  # noqa: E402
 from bench.common import BATCHES, OUT, PRESETS, fmt_spread, matmul_peak  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -185,15 +186,47 @@ def section_trackers(lines: list[str]) -> None:
               f" {100 * r['overhead']:+.1f}% (noisier: other processes share the CPUs).", ""]  # fmt: skip
 
 
+def section_start(lines: list[str]) -> None:
+    """Planning, config printing and start-up, each in fresh processes (bench/startup.py)."""
+    rounds = max(3, ROUNDS // 2)
+    lines += [f"## 7. Before the work: planning, `--cfg`, start-up (fresh processes, CPU = user + sys,"
+              f" median (min-max) of {rounds})", "",
+              "| command | case | CPU s | wall s |", "|---|---|---|---|"]  # fmt: skip
+    if "plan" in SECTIONS:
+        for case, r in startup.plan(rounds).items():
+            lines.append(f"| `unipelt sweep +sweep=paper_lowres --dry-run` | {case} | {fmt_spread(r, digits=2)} |"
+                         f" {fmt_spread(r['wall'], digits=2)} |")  # fmt: skip
+    if "cfg" in SECTIONS:
+        r = startup.cfg(rounds)
+        lines.append(f"| `unipelt train task=sst2 --cfg` | | {fmt_spread(r, digits=2)} |"
+                     f" {fmt_spread(r['wall'], digits=2)} |")  # fmt: skip
+    if "startup" in SECTIONS:
+        r = startup.startup(rounds)
+        lines += ["", "| `unipelt train task=sst2` (SST-2 K=100 APL, fresh outputs folder) | median (min-max) |",
+                  "|---|---|",
+                  f"| process start to the end of the first train step, s | {fmt_spread(r['first_step'])} |",
+                  f"| CPU s to the first step | {fmt_spread(r['cpu'])} |",
+                  f"| peak RSS of the whole run, MiB (one run) | {r['rss_mib']:.0f} |",
+                  f"| its result | {r['last'].split(': ', 1)[-1].split(';')[0]} |"]  # fmt: skip
+    lines.append("")
+
+
+SECTIONS: set[str] = set()  # the sections asked for on the command line (empty: all)
+STARTUP = ("plan", "cfg", "startup")  # sections that run fresh processes only
+
+
 def main() -> None:
     t0 = time.perf_counter()
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    lines = [f"Machine: {machine()}.", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-             f" with `make bench` ({ROUNDS} rounds of one pass over {BATCHES} batches per configuration).", "",
-             "## 4. Matrix-multiply peak in this process (best of 512/1024/2048 cubed, median of 9):"
-             f" fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s.",
-             "Achieved train-step FLOP/s are in section 1.", ""]  # fmt: skip
     only = set(sys.argv[1:]) - {"--update-docs"}
+    SECTIONS.update(only or STARTUP)
+    lines = [f"Machine: {machine()}.", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+             f" with `make bench` ({ROUNDS} rounds of one pass over {BATCHES} batches per configuration).",
+             ""]  # fmt: skip
+    if not only or only - set(STARTUP):
+        peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+        lines += ["## 4. Matrix-multiply peak in this process (best of 512/1024/2048 cubed, median of 9):"
+                  f" fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s.",
+                  "Achieved train-step FLOP/s are in section 1.", ""]  # fmt: skip
     ratio_to_apl: dict[str, float] = {}
     for name, fn in (("steps", lambda: ratio_to_apl.update(section_steps(lines, peaks))),
                      ("ablation", lambda: section_ablation(lines)),
@@ -201,8 +234,9 @@ def main() -> None:
                      ("lora", lambda: section_lora(lines)),
                      ("trackers", lambda: section_trackers(lines)),
                      ("e2e", lambda: section_e2e(lines, ratio_to_apl)),
-                     ("mpnet", lambda: section_mpnet(lines))):  # fmt: skip
-        if not only or name in only:
+                     ("mpnet", lambda: section_mpnet(lines)),
+                     ("start", lambda: section_start(lines))):  # fmt: skip
+        if not only or name in only or (name == "start" and only & set(STARTUP)):
             fn()
             print("\n".join(lines), flush=True) if name == "steps" else None
     lines.append(f"(benchmark wall time {time.perf_counter() - t0:.0f} s)")

@@ -227,3 +227,24 @@ def test_group_one_is_the_plain_shuffle():
     enc = toy(np.random.default_rng(2).integers(2, 60, 50))
     plain = [i for idx, _ in batches(enc, 8, shuffle=True, seed=5) for i in idx.tolist()]
     assert plain == [i for idx, _ in batches(enc, 8, shuffle=True, seed=5, group=1) for i in idx.tolist()]
+
+
+def test_kshot_rows_are_tokenised_alone_as_in_the_whole_file(tokenizer, glue_dir, tmp_path):
+    # a K-shot run tokenises only its K + dev rows: the same ids as tokenising the whole train file
+    from unipelt_cli import config
+    from unipelt_cli.data.glue import load_task
+    from unipelt_cli.data.kshot import kshot_indices
+    from unipelt_cli.experiment import prepare_data
+
+    cfg = config.compose(["task=mrpc", f"data.dir={glue_dir}", "seed=3"])
+    spec = config.task_spec(cfg)
+    data = prepare_data(cfg, spec, tokenizer, tmp_path)
+    whole = encode(load_task(spec, glue_dir)["train"], tokenizer, cfg.train.max_length, None, "k")
+    train_idx, dev_idx = kshot_indices(len(whole), cfg.budget.k, cfg.budget.dev_size, cfg.data_seed)
+    for got, idx in ((data.train, train_idx), (data.dev, dev_idx)):
+        want = whole.subset(idx)
+        assert len(got) == len(idx) and np.array_equal(got.labels, want.labels)
+        pairs = zip(got.input_ids, want.input_ids, strict=True)
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in pairs)
+        assert all(np.array_equal(a, b) for a, b in zip(got.token_type_ids, want.token_type_ids, strict=True))
+    assert len(list(tmp_path.glob("tok-*.npz"))) == 1  # only the test set is cached

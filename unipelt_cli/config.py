@@ -185,13 +185,13 @@ def pelt_schema():
     return node
 
 
-def _register_schema() -> None:
-    from hydra.core.config_store import ConfigStore
+def schema_node():
+    """The typed config tree with every key and its default: Config, with `pelt` typed by the registry."""
     from omegaconf import OmegaConf
 
     schema = OmegaConf.structured(Config)
     schema.pelt = pelt_schema()
-    ConfigStore.instance().store(name="unipelt_schema", node=schema)
+    return schema
 
 
 def _check_group_choices(overrides: list[str]) -> None:
@@ -241,6 +241,7 @@ def composer():
     hundreds): Hydra keeps the YAML files it has read, so each config after the first is ~3x faster."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -257,13 +258,14 @@ def composer():
             OmegaConf.resolve(cfg)
         except (HydraException, OmegaConfBaseException, ValueError) as exc:
             raise UserError(_explain(exc)) from None
-        _reject_unknown_keys(cfg)
+        _reject_unknown_keys(cfg, schema)
         validate(cfg)
         if strict:
             _reject_options_of_disabled(cfg, overrides)
         return cfg
 
-    _register_schema()
+    schema = schema_node()  # built once: each config is merged onto it to find keys it does not know
+    ConfigStore.instance().store(name="unipelt_schema", node=schema)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -272,13 +274,11 @@ def composer():
         GlobalHydra.instance().clear()
 
 
-def _reject_unknown_keys(cfg) -> None:
+def _reject_unknown_keys(cfg, schema) -> None:
     """`+foo=1` adds keys Hydra accepts; the schema does not know them, so refuse them here."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    schema = OmegaConf.structured(Config)
-    schema.pelt = pelt_schema()
     try:
         OmegaConf.merge(schema, OmegaConf.to_container(cfg))
     except OmegaConfBaseException as exc:
@@ -301,73 +301,85 @@ def _reject_options_of_disabled(cfg, overrides: list[str]) -> None:
 
 
 def validate(cfg) -> None:
-    """Value checks the type system cannot express (ranges, choices, contradictions)."""
-    from omegaconf import OmegaConf
+    """Value checks the type system cannot express (ranges, choices, contradictions). `cfg` is a
+    composed config or its plain-dict form (`to_dict`): the sweep planner checks derived dicts."""
+    data = cfg if isinstance(cfg, dict) else to_dict(cfg)
+
+    def select(key: str):
+        node = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
 
     for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key)
+        value = select(key)
         if value not in allowed:
             raise UserError(f"{key}={value} is not allowed: choose one of {', '.join(allowed)}")
     for key in POSITIVE:
-        if not OmegaConf.select(cfg, key) > 0:
-            raise UserError(f"{key}={OmegaConf.select(cfg, key)} must be > 0: pass a positive value")
+        if not select(key) > 0:
+            raise UserError(f"{key}={select(key)} must be > 0: pass a positive value")
     for key in NON_NEGATIVE:
-        if OmegaConf.select(cfg, key) < 0:
-            raise UserError(f"{key}={OmegaConf.select(cfg, key)} must be >= 0: pass a value of 0 or more")
+        if select(key) < 0:
+            raise UserError(f"{key}={select(key)} must be >= 0: pass a value of 0 or more")
     for key in ("seed", "data_seed"):  # torch.manual_seed takes an unsigned 64-bit seed
-        if OmegaConf.select(cfg, key) >= 2**64:
-            raise UserError(f"{key}={OmegaConf.select(cfg, key)} must be < 2**64: pass a smaller seed")
+        if select(key) >= 2**64:
+            raise UserError(f"{key}={select(key)} must be < 2**64: pass a smaller seed")
     for key in ("train.lr", "train.weight_decay", "train.warmup_ratio", "train.max_grad_norm"):
-        if not math.isfinite(OmegaConf.select(cfg, key)):
-            value = OmegaConf.select(cfg, key)
+        if not math.isfinite(select(key)):
+            value = select(key)
             raise UserError(f"{key}={value} must be a finite number: pass a real value (see: unipelt train --cfg)")
     for key in ("task.name", "method.name", "backbone.name", "budget.name"):
-        value = str(OmegaConf.select(cfg, key))
+        value = str(select(key))
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", value) or ".." in value:
             raise UserError(f"{key}={value!r} cannot name a run folder: use letters, digits, '_', '-', '.' or '+'")
-    k = cfg.budget.k
+    budget, train, method = data["budget"], data["train"], data["method"]
+    k = budget["k"]
     if k is not None and k <= 0:
         raise UserError(f"budget.k={k} must be > 0: use a budget such as k100, or budget=full for all data")
-    if k is not None and cfg.budget.dev_size == 0:
+    if k is not None and budget["dev_size"] == 0:
         raise UserError("budget.dev_size=0 leaves nothing for model selection: use the paper's 1000")
-    if cfg.train.epochs == 0 and cfg.train.max_steps == 0:
+    if train["epochs"] == 0 and train["max_steps"] == 0:
         raise UserError("train.epochs=0 and train.max_steps=0 leave nothing to train: set one of them > 0")
-    if not 0 <= cfg.train.warmup_ratio < 1:
-        raise UserError(f"train.warmup_ratio={cfg.train.warmup_ratio} must be in [0, 1): e.g. 0.06")
-    task_spec(cfg)
-    enabled = [name for name, opts in pelt_options(cfg).items() if opts.enabled]
-    if cfg.method.finetune and enabled:
+    if not 0 <= train["warmup_ratio"] < 1:
+        raise UserError(f"train.warmup_ratio={train['warmup_ratio']} must be in [0, 1): e.g. 0.06")
+    task_spec(data)
+    enabled = [name for name, opts in pelt_options(data).items() if opts.enabled]
+    if method["finetune"] and enabled:
         raise UserError(
-            f"method {cfg.method.name} fine-tunes every weight, so PELT submodules ({', '.join(enabled)}) "
+            f"method {method['name']} fine-tunes every weight, so PELT submodules ({', '.join(enabled)}) "
             "make no sense: "
             "pick a PELT method (method=unipelt_apl, adapter, ...) or drop the pelt.*.enabled overrides"
         )
-    if not cfg.method.finetune and not enabled:
+    if not method["finetune"] and not enabled:
         raise UserError(
-            f"method {cfg.method.name} enables no PELT submodule, so only the head would train: "
+            f"method {method['name']} enables no PELT submodule, so only the head would train: "
             "enable one (e.g. pelt.adapter.enabled=true) or use method=finetune"
         )
 
 
 def pelt_options(cfg) -> dict:
-    """{name: Options dataclass} for every registered submodule; Options validate their values."""
+    """{name: Options dataclass} for every registered submodule; Options validate their values.
+    `cfg` is a composed config or its plain-dict form."""
+    import copy
+
     from omegaconf import OmegaConf
 
     from unipelt_cli.pelt import GATE_POOLING, SUBMODULES
 
-    if cfg.pelt.gate_pooling not in GATE_POOLING:
+    pelt = copy.deepcopy(cfg["pelt"]) if isinstance(cfg, dict) else OmegaConf.to_container(cfg.pelt)
+    if pelt["gate_pooling"] not in GATE_POOLING:
         raise UserError(
-            f"pelt.gate_pooling={cfg.pelt.gate_pooling} is not allowed: choose one of {', '.join(GATE_POOLING)}"
+            f"pelt.gate_pooling={pelt['gate_pooling']} is not allowed: choose one of {', '.join(GATE_POOLING)}"
         )
-    unknown = [k for k, v in cfg.pelt.items() if k not in SUBMODULES and hasattr(v, "get") and v.get("enabled")]
+    unknown = [k for k, v in pelt.items() if k not in SUBMODULES and isinstance(v, dict) and v.get("enabled")]
     if unknown:
         raise UserError(
             f"this config enables PELT submodule {', '.join(unknown)}, which is not installed: install the package "
             "that provides it (installed ones: unipelt ls pelt)"
         )
     # a submodule registered after a run was made is absent from its stored config: off
-    stored = {name: cfg.pelt.get(name) for name in SUBMODULES}
-    return {name: SUBMODULES[name].Options(**(OmegaConf.to_container(v) if v else {})) for name, v in stored.items()}
+    stored = {name: pelt.get(name) for name in SUBMODULES}
+    return {name: SUBMODULES[name].Options(**(v or {})) for name, v in stored.items()}
 
 
 def gate_options(cfg) -> dict:
@@ -379,12 +391,12 @@ def gate_options(cfg) -> dict:
 
 
 def task_spec(cfg):
-    """The task section as a plain TaskSpec (UserError if a task YAML is malformed)."""
+    """The task section (of a config or its plain dict) as a TaskSpec (UserError if a task YAML is malformed)."""
     from omegaconf import OmegaConf
 
     from unipelt_cli.data.tasks import TaskSpec
 
-    raw = OmegaConf.to_container(cfg.task, resolve=True)
+    raw = cfg["task"] if isinstance(cfg, dict) else OmegaConf.to_container(cfg.task, resolve=True)
     try:
         return TaskSpec.from_dict(raw)
     except (TypeError, KeyError, ValueError) as exc:

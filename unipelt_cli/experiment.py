@@ -89,10 +89,13 @@ def prepare_data(cfg, spec, tokenizer, cache_dir: Path) -> Data:
     def enc(split):
         return encode(split, tokenizer, cfg.train.max_length, cache_dir, key)
 
-    full_train = enc(splits["train"])
     tests = {name: enc(split) for name, split in splits.items() if name.startswith("test")}
-    train = full_train.subset(train_idx)
-    dev = full_train.subset(dev_idx) if k is not None else tests["test"]
+    if k is None:
+        train, dev = enc(splits["train"]).subset(train_idx), tests["test"]
+    else:  # K-shot: tokenise the K + dev_size rows it uses, not the whole train file (SST-2: 67k rows)
+        used = encode(splits["train"].subset(np.concatenate([train_idx, dev_idx])), tokenizer, cfg.train.max_length,
+                      None, key)  # fmt: skip
+        train, dev = used.subset(np.arange(len(train_idx))), used.subset(np.arange(len(train_idx), len(used)))
     info = {
         "train_size": len(train),
         "dev_size": len(dev),

@@ -50,8 +50,12 @@ def inside(outputs: Path, path: str, key: str) -> Path:
 
 
 def run_name(cfg, config_hash: str) -> str:
-    budget = "full" if cfg.budget.k is None else f"k{cfg.budget.k}"  # the real K, even when overridden
-    return f"{cfg.task.name}-{cfg.method.name}-{budget}-s{cfg.seed}-d{cfg.data_seed}-{config_hash[:8]}"
+    """<task>-<method>-<budget>-s<seed>-d<data_seed>-<hash8>, from a config or its plain dict."""
+    k = cfg["budget"]["k"]
+    budget = "full" if k is None else f"k{k}"  # the real K, even when overridden
+    return (
+        f"{cfg['task']['name']}-{cfg['method']['name']}-{budget}-s{cfg['seed']}-d{cfg['data_seed']}-{config_hash[:8]}"
+    )
 
 
 def _read_data(path: Path):
@@ -87,25 +91,70 @@ def folder_identity(run_dir: Path) -> str | None:
     return found
 
 
-def index(outputs: Path) -> dict[str, str]:
+INDEX_CACHE = "index-cache.json"  # in <outputs>/sweeps: each run folder's identity, by its files' stat
+
+
+def index(outputs: Path, write_cache: bool = False) -> dict[str, str]:
     """{identity: run folder name} for the run folders under <outputs>/runs. Where two folders share
     an identity (a v1 folder and a later rerun), a finished one wins, then one that recorded its
-    identity (trained under version 2), then the first name."""
+    identity (trained under version 2), then the first name. A folder whose files are unchanged
+    since <outputs>/sweeps/index-cache.json was written is not read again (a v1 folder's identity
+    is recomputed from its config.yaml: ~1 s for 650 folders); `write_cache` updates that file."""
     best: dict[str, tuple[tuple[bool, bool], str]] = {}
     root = Path(outputs) / "runs"
     try:
         folders = sorted(p for p in root.iterdir() if p.is_dir())
     except OSError:
         return {}
+    cache_path, stamp = Path(outputs) / "sweeps" / INDEX_CACHE, _index_stamp()
+    cached = _read_data(cache_path) if cache_path.is_file() else None
+    known = cached.get("folders", {}) if isinstance(cached, dict) and cached.get("stamp") == stamp else {}
+    seen = {}
     for folder in folders:
-        key = folder_identity(folder)
+        signature = _signature(folder)
+        hit = known.get(folder.name)
+        if isinstance(hit, list) and len(hit) == 3 and hit[0] == signature:
+            key, rank = hit[1], (bool(hit[2][0]), bool(hit[2][1]))
+        else:
+            key = folder_identity(folder)
+            result = read_result(folder)
+            rank = (result is not None, bool(result and result.get("identity_version")))
+        seen[folder.name] = [signature, key, list(rank)]
         if key is None:
             continue
-        result = read_result(folder)
-        rank = (result is not None, bool(result and result.get("identity_version")))
         if key not in best or rank > best[key][0]:
             best[key] = (rank, folder.name)
+    if write_cache and seen != known:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(cache_path, {"stamp": stamp, "folders": seen})
+        except OSError:
+            pass  # a cache only
     return {key: name for key, (_, name) in best.items()}
+
+
+def _signature(folder: Path) -> list:
+    """What changes when a run folder's identity or result can: its three files' inode, size and mtime."""
+    out = []
+    for name in (RESULT_FILE, STATUS_FILE, CONFIG_FILE):
+        try:
+            st = (folder / name).stat()
+            out.append([st.st_ino, st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append(None)
+    return out
+
+
+def _index_stamp() -> str:
+    """The code a folder's identity comes from: a cached index is void when it changes."""
+    import hashlib
+
+    from unipelt_cli import identity
+
+    digest = hashlib.sha256(f"{identity.VERSION}|{SCHEMA_VERSION}".encode())
+    for path in (Path(identity.__file__), Path(__file__)):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def run_dir_for(outputs: Path, cfg, config_hash: str, known: dict[str, str] | None = None) -> Path:
@@ -199,10 +248,8 @@ def load_config(run_dir: Path):
         raise UserError(f"{path} is not plain YAML data ({first}): {fix}") from None
     if not isinstance(cfg, DictConfig):
         raise UserError(f"{path} is not a config (a YAML mapping of keys): {fix}")
-    schema = OmegaConf.structured(config.Config)
-    schema.pelt = config.pelt_schema()
     try:
-        typed = OmegaConf.merge(schema, cfg)
+        typed = OmegaConf.merge(config.schema_node(), cfg)
         OmegaConf.resolve(typed)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)

@@ -23,8 +23,16 @@ choice (e.g. the bias of some relative distance) would tie the prefix to a posit
 from __future__ import annotations
 
 import torch
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.bert.modeling_bert import eager_attention_forward  # the same formula as MPNet's
+
+# transformers is imported where attention runs, not here: the config path (`unipelt train --cfg`,
+# sweep planning) imports this package for its Options and should not pay for transformers.
+
+
+def eager_attention_forward(*args, **kwargs):
+    """BERT's eager attention: the same formula as MPNet's."""
+    from transformers.models.bert.modeling_bert import eager_attention_forward as bert_eager
+
+    return bert_eager(*args, **kwargs)
 
 
 def attention_forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
@@ -45,6 +53,8 @@ def attention_forward(self, hidden_states, attention_mask=None, position_bias=No
                 ~attention_mask, torch.finfo(q.dtype).min
             )
         mask = attention_mask if mask is None else mask + attention_mask  # (B, heads, T, T)
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
     attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
     context, probs = attention(
         self,

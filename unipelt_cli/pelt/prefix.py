@@ -32,8 +32,6 @@ from types import MethodType
 
 import torch
 from torch import nn
-from transformers import AttentionInterface
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import arch as archmod
@@ -74,6 +72,8 @@ def inner_attention(module: nn.Module, name: str):
     if name == "eager":  # MPNet's module defines none: its routed forward (pelt/mpnet.py) uses BERT's
         return getattr(sys.modules[type(module).__module__], "eager_attention_forward", mpnet.eager_attention_forward)
     if name == "sdpa":
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
         return ALL_ATTENTION_FUNCTIONS["sdpa"]
     raise UserError(f"prefix-tuning runs on eager or sdpa attention, not {name!r}: load the model with sdpa")
 
@@ -87,9 +87,6 @@ def prefix_attention(module, query, key, value, attention_mask, **kwargs):
     attention_mask = extend_mask(attention_mask, prefix_key.shape[2])
     inner = inner_attention(module, route.base._attn_implementation)
     return inner(module, query, key, value, attention_mask, **kwargs)
-
-
-AttentionInterface.register(PREFIX_ATTENTION, prefix_attention)
 
 
 class RoutedConfig:
@@ -141,6 +138,9 @@ class PrefixSet(Part):
             raise UserError(
                 f"prefix-tuning runs on eager or sdpa attention, not {implementation!r}: load the model with sdpa"
             )
+        from transformers import AttentionInterface  # here, not at import: the config path needs no transformers
+
+        AttentionInterface.register(PREFIX_ATTENTION, prefix_attention)
         layers = archmod.layers(model, arch)
         dim = model.config.hidden_size
         gates = [make_gate(options.gate_type, dim, ctx) for _ in layers] if options.gate else None

@@ -11,9 +11,12 @@ The grid is the Cartesian product of the keys, in the order given (the last key 
 A preset, `+sweep=NAME`, is conf/sweep/NAME.yaml: a `params:` mapping in the same grammar that
 comes first, so a key on the command line replaces the preset's key (`+sweep=smoke seed=3`).
 
-Planning composes every job's config (types and values checked before anything runs) and names
-its run folder from the config hash. Composing is slow (0.1-0.3 s a job), so the plan is cached in
-<outputs>/sweeps/plan-cache.json, keyed by a fingerprint of conf/ and of the code behind a config.
+Planning checks every job's config (types and values, before anything runs) and names its run
+folder from the config hash. A Hydra compose is slow (0.05-0.2 s), so the first job is composed in
+full and one more config per value of each axis; every job's config is derived from those
+(derive.py, which falls back to a compose per job where deriving would not be exact). The plan is
+cached in <outputs>/sweeps/plan-cache.json, keyed by a fingerprint of conf/ and of the code behind
+a config, and the identities of the run folders already there in index-cache.json (runs.index).
 """
 
 from __future__ import annotations
@@ -84,6 +87,11 @@ def split_preset(overrides: list[str]) -> tuple[str | None, list[str]]:
 
 def expand(overrides: list[str]) -> list[list[str]]:
     """Every combination of the sweep overrides, as lists of single-valued overrides."""
+    return [list(combo) for combo in itertools.product(*axes(overrides))]
+
+
+def axes(overrides: list[str]) -> list[list[str]]:
+    """The grid's axes in order: for each key, its single-valued overrides (`task=sst2`, `task=rte`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
     from hydra.errors import HydraException
@@ -96,23 +104,23 @@ def expand(overrides: list[str]) -> list[list[str]]:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{first}: sweep overrides look like task=sst2,rte seed=range(1,6)") from None
     bounds.check(parsed, lambda key: groups().get(key))  # before any value is listed: range(0,1000000)
-    axes: dict[str, list[str]] = {}  # a later key replaces an earlier one (command line over preset)
+    found: dict[str, list[str]] = {}  # a later key replaces an earlier one (command line over preset)
     for ov in parsed:
         key = ov.get_key_element()
         if not ov.is_sweep_override():
-            axes[key] = [ov.input_line or f"{key}={ov.get_value_element_as_str()}"]
+            found[key] = [ov.input_line or f"{key}={ov.get_value_element_as_str()}"]
         elif isinstance(ov.value(), Glob):
             options = groups().get(key)
             if options is None:
                 raise UserError(f"glob() picks options of a config group, and {key} is not one: list values a,b,c")
-            axes[key] = [f"{key}={name}" for name in ov.value().filter(options)]
+            found[key] = [f"{key}={name}" for name in ov.value().filter(options)]
         elif ov.is_discrete_sweep():
-            axes[key] = [f"{key}={value}" for value in ov.sweep_string_iterator()]
+            found[key] = [f"{key}={value}" for value in ov.sweep_string_iterator()]
         else:
             raise UserError(f"{ov.input_line}: a sweep needs a finite list of values: use a,b,c or range(start,stop)")
-        if not axes[key]:
+        if not found[key]:
             raise UserError(f"{ov.input_line} gives no value: check the list, range or glob pattern")
-    return [list(combo) for combo in itertools.product(*axes.values())]
+    return list(found.values())
 
 
 def sweep_overrides(overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -126,27 +134,31 @@ def plan(overrides: list[str], outputs: Path | None = None, notify=None, write: 
     unless `write` is false (a dry run writes nothing). A job whose identity an existing run folder
     has (a folder named by identity version 1, say) gets that folder. `notify(text)` hears about long plans."""
     _, merged = sweep_overrides(overrides)
-    combos = expand(merged)
+    grid = axes(merged)
+    combos = [list(combo) for combo in itertools.product(*grid)]
     cache = _Cache(outputs / "sweeps" / CACHE_FILE if outputs else None)
     missing = [c for c in combos if cache.get(c) is None]
-    if notify and len(missing) >= 50:
-        notify(f"planning {len(missing)} jobs: composing and checking every config (cached for next time) ...")
     if missing:
         from unipelt_cli import config, runs
+        from unipelt_cli.sweep import derive
 
-        with config.composer() as compose:
-            for combo in missing:
-                try:
-                    cfg = compose(combo)
-                except UserError as exc:
-                    raise UserError(f"job {' '.join(combo)}: {exc}") from None
-                digest = config.config_hash(cfg)
-                cache.put(combo, runs.run_name(cfg, digest), digest)
+        derived = derive.plan(grid, combos) if derive.pays(grid, missing) else None
+        if derived is not None:
+            for combo, (run_id, digest) in zip(combos, derived, strict=True):
+                cache.put(combo, run_id, digest)
+        else:
+            if notify and len(missing) >= 50:
+                notify(f"planning {len(missing)} jobs: composing and checking every config (cached for next time) ...")
+            with config.composer() as compose:
+                for combo in missing:
+                    cfg = derive.compose_job(compose, combo)
+                    digest = config.config_hash(cfg)
+                    cache.put(combo, runs.run_name(cfg, digest), digest)
         if write:
             cache.save()
     from unipelt_cli import runs
 
-    known = runs.index(outputs) if outputs else {}
+    known = runs.index(outputs, write_cache=write) if outputs else {}
     jobs, seen = [], set()
     for combo in combos:
         run_id, digest = cache.get(combo)
@@ -205,7 +217,7 @@ class _Cache:
 
 
 # what composes, validates and names a run
-IDENTITY_CODE = ("config.py", "identity.py", "runs.py", "pelt", "data/tasks.py")
+IDENTITY_CODE = ("config.py", "identity.py", "runs.py", "pelt", "data/tasks.py", "sweep/derive.py")
 
 
 def _fingerprint() -> str:
