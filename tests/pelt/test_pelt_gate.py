@@ -8,17 +8,28 @@ from unipelt_cli.pelt.gate import Gate, SigmoidMeanGate
 
 
 def test_gate_formula_and_pooling():
+    """At init (w ~ N(0, 0.02)) sigmoid-then-mean and mean-then-sigmoid differ by ~4e-6, inside the
+    default tolerance: at w ~ N(0, 1) they differ by > 0.05, and the tolerance is 1e-6."""
     torch.manual_seed(0)
     gate = SigmoidMeanGate(8, "masked")
+    with torch.no_grad():
+        gate.linear.weight.normal_(0, 1.0)
+        gate.linear.bias.fill_(0.25)
     u = torch.randn(2, 5, 8)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    s = torch.sigmoid(u @ gate.linear.weight[0] + gate.linear.bias)  # (B, T): sigmoid first, then the mean
+    logits = u @ gate.linear.weight[0] + gate.linear.bias  # (B, T)
+    s = torch.sigmoid(logits)  # sigmoid first, then the mean
+    masked = torch.stack([s[0, :3].mean(), s[1].mean()])
+    mean_first = torch.sigmoid(torch.stack([logits[0, :3].mean(), logits[1].mean()]))
+    assert (masked - mean_first).abs().min() > 0.05  # the alternative formula is far away here
+    exact = dict(rtol=0, atol=1e-6)
     g = gate(u, mask)
     assert g.shape == (2, 1, 1)
-    torch.testing.assert_close(g[:, 0, 0], torch.stack([s[0, :3].mean(), s[1].mean()]))
+    torch.testing.assert_close(g[:, 0, 0], masked, **exact)
     gate.pooling = "all"
-    torch.testing.assert_close(gate(u, mask)[:, 0, 0], s.mean(1))
-    torch.testing.assert_close(gate(u, None)[:, 0, 0], s.mean(1))
+    assert (s.mean(1) - masked)[0].abs() > 0.01  # padding changes the pooled value of example 0
+    torch.testing.assert_close(gate(u, mask)[:, 0, 0], s.mean(1), **exact)
+    torch.testing.assert_close(gate(u, None)[:, 0, 0], s.mean(1), **exact)
 
 
 def test_masked_pooling_ignores_padding_length():

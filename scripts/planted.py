@@ -1,0 +1,113 @@
+"""Replay the planted bugs of docs/TESTING.md: each in a scratch copy of the checkout, with the tests
+that must catch it. `python scripts/planted.py [ID ...]`; exits 1 if any bug passes its tests.
+
+A bug is a list of (file, old text, new text) edits; its tests must fail with the bug in place (and
+pass without it: the normal suite shows that).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+REF = "tests/pelt/test_pelt_reference.py"
+
+BUGS = {
+    "adapter-gate-input": (
+        "the adapter's gate reads s = h + a instead of its input z = LN(s)",
+        [
+            ("unipelt_cli/pelt/adapter.py", "z = norm.forward(s)  #", "self.s = s\n        z = norm.forward(s)  #"),
+            ("unipelt_cli/pelt/adapter.py", "self.gate(z, self.ctx.mask)", "self.gate(self.s, self.ctx.mask)"),
+        ],
+        [f"{REF}::test_gated_submodule_matches_its_reference"],
+    ),
+    "lora-gate-input": (
+        "LoRA's gate reads the projection's output W x + b instead of the self-attention input x",
+        [
+            (
+                "unipelt_cli/pelt/lora.py",
+                'g = None if self.gate is None else self.gate_values[target if target in self.gate else "layer"]',
+                'g = None if self.gate is None else self.gate[target if target in self.gate else "layer"]'
+                "(output, self.ctx.mask)",
+            )
+        ],
+        [
+            f"{REF}::test_gated_submodule_matches_its_reference",
+            f"{REF}::test_gated_lora_and_dora_match_their_reference",
+        ],
+    ),
+    "parallel-adapter-gate-input": (
+        "the parallel adapter's gate reads the LayerNorm input h + x instead of the sublayer input x",
+        [("unipelt_cli/pelt/parallel_adapter.py", "self.gate(x, self.ctx.mask)", "self.gate(args[0], self.ctx.mask)")],
+        [f"{REF}::test_gated_submodule_matches_its_reference"],
+    ),
+    "ia3-gate-input": (
+        "(IA)^3's gate reads the key projection's output instead of the self-attention input x",
+        [
+            (
+                "unipelt_cli/pelt/ia3.py",
+                "return output * self.vector(target).to(output.dtype)",
+                "self.g = self.gate(output, self.ctx.mask) if self.gate is not None else None\n"
+                "        return output * self.vector(target).to(output.dtype)",
+            )
+        ],
+        [f"{REF}::test_gated_submodule_matches_its_reference"],
+    ),
+    "prefix-gate-values": (
+        "the prefix gate scales the prefix keys but not the values (the spec: one gate for both)",
+        [
+            (
+                "unipelt_cli/pelt/prefix.py",
+                "kv = kv * g.view(1, batch, 1, 1, 1)",
+                "kv = torch.stack([kv[0] * g.view(batch, 1, 1, 1), kv[1]])",
+            )
+        ],
+        [f"{REF}::test_gated_submodule_matches_its_reference"],
+    ),
+    "gate-mean-then-sigmoid": (
+        "the gate pools the logits, then applies the sigmoid (mean-then-sigmoid)",
+        [
+            ("unipelt_cli/pelt/gate.py", "return torch.sigmoid(self.linear(u))  # (B, T, 1)", "return self.linear(u)"),
+            (
+                "unipelt_cli/pelt/gate.py",
+                "        if self.collecting and not",
+                "        g = torch.sigmoid(g)\n        if self.collecting and not",
+            ),
+        ],
+        ["tests/pelt/test_pelt_gate.py::test_gate_formula_and_pooling"],
+    ),
+}
+
+
+def replay(bug_id: str) -> bool:
+    """True when the bug's tests fail with the bug planted (the bug is caught)."""
+    what, edits, tests = BUGS[bug_id]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name in ("unipelt_cli", "conf", "tests"):
+            shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(REPO / "pyproject.toml", root)
+        for file, old, new in edits:
+            path = root / file
+            text = path.read_text()
+            if text.count(old) != 1:
+                raise SystemExit(f"{bug_id}: {old!r} occurs {text.count(old)} times in {file}: update the bug")
+            path.write_text(text.replace(old, new))
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    caught = result.returncode == 1
+    last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+    print(f"{'caught ' if caught else 'MISSED '} {bug_id}: {what}\n         {last}", flush=True)
+    return caught
+
+
+if __name__ == "__main__":
+    ids = sys.argv[1:] or list(BUGS)
+    missed = [b for b in ids if not replay(b)]
+    sys.exit(1 if missed else 0)
