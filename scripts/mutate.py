@@ -107,14 +107,21 @@ def run_module(module: str, root: Path, out: Path, max_children: int) -> tuple[d
         "tests": tests,
         "exit_code": code,
     }
+    survivors = {name: status for name, status in sorted(found.items()) if status in ("survived", "no tests")}
+    diffs = json.loads(subprocess.run([sys.executable, "-c", DIFFS, *survivors], cwd=work, env=env,
+                                      capture_output=True, text=True).stdout or "{}")  # fmt: skip
     lines = []
-    for name, status in sorted(found.items()):
-        if status in ("survived", "no tests"):
-            diff = subprocess.run(
-                [sys.executable, "-m", "mutmut", "show", name], cwd=work, env=env, capture_output=True, text=True
-            ).stdout
-            lines += [f"### {name} ({status})", "", "```diff", diff.strip(), "```", ""]
+    for name, status in survivors.items():
+        lines += [f"### {name} ({status})", "", "```diff", diffs.get(name, "?").strip(), "```", ""]
     return score, lines
+
+
+# `mutmut show` for many mutants in one process (one start of mutmut, not one per survivor)
+DIFFS = """
+import json, sys
+from mutmut.__main__ import find_mutant, get_diff_for_mutant
+print(json.dumps({n: get_diff_for_mutant(n, path=find_mutant(n).path) for n in sys.argv[1:]}))
+"""
 
 
 def main() -> int:

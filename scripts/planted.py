@@ -81,6 +81,44 @@ BUGS = {
         ],
         ["tests/pelt/test_pelt_gate.py::test_gate_formula_and_pooling"],
     ),
+    "identity-no-seed": (
+        "seed is left out of the run identity (two seeds would share one run folder and one report cell)",
+        [
+            (
+                "unipelt_cli/identity.py",
+                'BOOKKEEPING = ("runtime", "data.dir", "logger")',
+                'BOOKKEEPING = ("runtime", "data.dir", "logger", "seed")',
+            )
+        ],
+        ["tests/test_identity.py::test_every_key_that_changes_a_run_changes_its_identity"],
+    ),
+    "identity-hashes-bookkeeping": (
+        "the logger (bookkeeping) is hashed into the identity: the same run under another tracker retrains",
+        [
+            (
+                "unipelt_cli/identity.py",
+                'BOOKKEEPING = ("runtime", "data.dir", "logger")',
+                'BOOKKEEPING = ("runtime", "data.dir")',
+            )
+        ],
+        ["tests/test_identity.py::test_every_key_that_changes_a_run_changes_its_identity"],
+    ),
+    "mrpc-wrong-metric": (
+        "MRPC is scored by accuracy instead of the paper's F1",
+        [("conf/task/mrpc.yaml", "metric: f1", "metric: accuracy")],
+        ["tests/test_task_metrics.py"],
+    ),
+    "last-not-best-checkpoint": (
+        "the last weights are tested instead of the best-on-dev ones (restore skipped)",
+        [
+            (
+                "unipelt_cli/train.py",
+                "    restore_state(model, best_state)\n    return LoopResult(",
+                "    return LoopResult(",
+            )
+        ],
+        ["tests/test_train_loop.py", "tests/test_train_e2e.py::test_a_run_that_learns_tests_its_best_on_dev_weights"],
+    ),
 }
 
 
