@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pelt.pelt_helpers import tiny_model
 
 from unipelt_cli.data.encode import Encoded
 from unipelt_cli.model import trained_state
 from unipelt_cli.train import LoopArgs, evaluate, fit, make_optimizer
-
-from pelt.pelt_helpers import tiny_model
 
 
 def toy(n: int, seed: int) -> Encoded:
