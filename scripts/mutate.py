@@ -29,21 +29,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 # module -> the tests that pin its meaning (paths relative to the repository root)
-PELT_TESTS = ["tests/pelt/test_pelt_gate.py", "tests/pelt/test_pelt_math.py", "tests/pelt/test_pelt_reference.py"]
+PELT = "tests/pelt/test_pelt_"
+PELT_TESTS = [f"{PELT}gate.py", f"{PELT}math.py", f"{PELT}reference.py"]
 MODULE_TESTS = {
     "unipelt_cli/pelt/gate.py": PELT_TESTS,
-    "unipelt_cli/pelt/adapter.py": PELT_TESTS,
-    "unipelt_cli/pelt/lora.py": [*PELT_TESTS, "tests/pelt/test_pelt_options.py"],
-    "unipelt_cli/pelt/prefix.py": PELT_TESTS,
-    "unipelt_cli/pelt/parallel_adapter.py": PELT_TESTS,
-    "unipelt_cli/pelt/ia3.py": [*PELT_TESTS, "tests/pelt/test_pelt_options.py"],
-    "unipelt_cli/pelt/bitfit.py": [*PELT_TESTS, "tests/pelt/test_pelt_training.py"],
+    "unipelt_cli/pelt/adapter.py": [*PELT_TESTS, f"{PELT}options.py"],
+    "unipelt_cli/pelt/lora.py": [*PELT_TESTS, f"{PELT}options.py", f"{PELT}unified.py"],
+    "unipelt_cli/pelt/prefix.py": [*PELT_TESTS, f"{PELT}options.py"],
+    "unipelt_cli/pelt/parallel_adapter.py": [*PELT_TESTS, f"{PELT}options.py", f"{PELT}unified.py"],
+    "unipelt_cli/pelt/ia3.py": [*PELT_TESTS, f"{PELT}options.py", f"{PELT}unified.py"],
+    "unipelt_cli/pelt/bitfit.py": [f"{PELT}counts.py", f"{PELT}training.py"],
+    "unipelt_cli/pelt/apply.py": [f"{PELT}training.py", f"{PELT}counts.py", f"{PELT}options.py"],
+    "unipelt_cli/pelt/arch.py": [f"{PELT}arch.py", f"{PELT}mpnet.py"],
+    "unipelt_cli/pelt/registry.py": [f"{PELT}options.py", f"{PELT}counts.py", "tests/test_plugins.py"],
+    "unipelt_cli/pelt/mpnet.py": [f"{PELT}mpnet.py"],
+    "unipelt_cli/pelt/plugins.py": ["tests/test_plugins.py"],
     "unipelt_cli/metrics.py": ["tests/test_metrics.py", "tests/test_task_metrics.py"],
     "unipelt_cli/identity.py": ["tests/test_identity.py", "tests/test_config.py"],
     "unipelt_cli/data/tasks.py": ["tests/test_task_metrics.py", "tests/test_data_glue.py", "tests/test_bad_inputs.py"],
     "unipelt_cli/data/glue.py": ["tests/test_data_glue.py", "tests/test_kshot.py"],
+    "unipelt_cli/data/kshot.py": ["tests/test_kshot.py"],
     "unipelt_cli/data/encode.py": ["tests/test_encode.py"],
-    "unipelt_cli/train.py": ["tests/test_train_loop.py", "tests/test_train_e2e.py", "tests/test_resume.py"],
+    "unipelt_cli/train.py": ["tests/test_train_loop.py", "tests/test_resume.py"],
     "unipelt_cli/report/aggregate.py": ["tests/test_report.py", "tests/test_report_outputs.py"],
     "unipelt_cli/report/claims.py": ["tests/test_report_claims.py"],
 }
