@@ -152,6 +152,12 @@ def main() -> int:
         survivors += lines
         s = scores[module]
         print(f"  {s['caught']}/{s['mutants']} caught ({s['score']}%) in {s['seconds']} s", flush=True)
+        write_report(out, root, scores, survivors)  # after each module: a long run can be read as it goes
+    print(f"report: {out / 'report.md'}")
+    return 0 if all(s["exit_code"] == 0 for s in scores.values()) else 1
+
+
+def write_report(out: Path, root: Path, scores: dict, survivors: list[str]) -> None:
     table = [
         "# Mutation report",
         "",
@@ -171,9 +177,6 @@ def main() -> int:
     table += ["", f"Overall: {caught}/{total} = {100 * caught / max(total, 1):.1f}%", "", "## Survivors", ""]
     (out / "report.md").write_text("\n".join(table + survivors) + "\n")
     (out / "score.json").write_text(json.dumps(scores, indent=2) + "\n")
-    print("\n".join(table[4:-2]))
-    print(f"report: {out / 'report.md'}")
-    return 0 if all(s["exit_code"] == 0 for s in scores.values()) else 1
 
 
 if __name__ == "__main__":
