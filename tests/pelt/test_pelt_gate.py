@@ -151,6 +151,7 @@ def test_register_gate_adds_a_kind_once(monkeypatch):
         pass
 
     assert gate_module.GATES["twice"] is Twice
+    assert Twice(4).pooling == "masked"  # a kind that keeps the base __init__ pools over real tokens
     with pytest.raises(ValueError, match="gate kind 'twice' is registered twice"):
         gate_module.register_gate("twice")(Twice)
 
@@ -162,6 +163,7 @@ def test_scalar_gate_reads_no_input():
     u = torch.randn(3, 5, 8)
     expected = torch.full((3, 1, 1), torch.sigmoid(torch.tensor(1.5)).item())
     torch.testing.assert_close(gate(u, torch.ones(3, 5)), expected, rtol=0, atol=1e-7)
+    assert gate.score(u).shape == (1, 1, 1)  # the score of a gate that reads no token
     assert gate(u.double()).dtype == torch.float64
     assert ScalarGate(8).options == ScalarGateOptions() and ScalarGate(8).logit.item() == 0.0
 
