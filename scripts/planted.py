@@ -27,13 +27,13 @@ BUGS = {
         [f"{REF}::test_gated_submodule_matches_its_reference"],
     ),
     "lora-gate-input": (
-        "LoRA's gate reads the projection's output W x + b instead of the self-attention input x",
+        "LoRA's gate reads the query projection's output W_q x + b_q instead of the self-attention input x",
         [
             (
                 "unipelt_cli/pelt/lora.py",
-                'g = None if self.gate is None else self.gate_values[target if target in self.gate else "layer"]',
-                'g = None if self.gate is None else self.gate[target if target in self.gate else "layer"]'
-                "(output, self.ctx.mask)",
+                "x = archmod.first_input(args, kwargs)\n        self.gate_values",
+                "x = archmod.first_input(args, kwargs)\n        q = next(iter(self.linears.values()))\n"
+                "        x = F.linear(x, q.weight, q.bias)\n        self.gate_values",
             )
         ],
         [
@@ -47,14 +47,20 @@ BUGS = {
         [f"{REF}::test_gated_submodule_matches_its_reference"],
     ),
     "ia3-gate-input": (
-        "(IA)^3's gate reads the key projection's output instead of the self-attention input x",
+        "(IA)^3's gate reads the key projection's output W_k x + b_k instead of the self-attention input x",
         [
             (
                 "unipelt_cli/pelt/ia3.py",
-                "return output * self.vector(target).to(output.dtype)",
-                "self.g = self.gate(output, self.ctx.mask) if self.gate is not None else None\n"
-                "        return output * self.vector(target).to(output.dtype)",
-            )
+                "self.g = self.gate(archmod.first_input(args, kwargs), self.ctx.mask)",
+                "key = self.linears['key']\n"
+                "        x = F.linear(archmod.first_input(args, kwargs), key.weight, key.bias)\n"
+                "        self.g = self.gate(x, self.ctx.mask)",
+            ),
+            (
+                "unipelt_cli/pelt/ia3.py",
+                "from torch import nn\n",
+                "from torch import nn\nfrom torch.nn import functional as F\n",
+            ),
         ],
         [f"{REF}::test_gated_submodule_matches_its_reference"],
     ),
@@ -70,13 +76,18 @@ BUGS = {
         [f"{REF}::test_gated_submodule_matches_its_reference"],
     ),
     "gate-mean-then-sigmoid": (
-        "the gate pools the logits, then applies the sigmoid (mean-then-sigmoid)",
+        "the gate pools the logits, then takes the sigmoid (mean-then-sigmoid)",
         [
             ("unipelt_cli/pelt/gate.py", "return torch.sigmoid(self.linear(u))  # (B, T, 1)", "return self.linear(u)"),
             (
                 "unipelt_cli/pelt/gate.py",
-                "        if self.collecting and not",
-                "        g = torch.sigmoid(g)\n        if self.collecting and not",
+                "g = (s * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1)",
+                "g = torch.sigmoid((s * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1))",
+            ),
+            (
+                "unipelt_cli/pelt/gate.py",
+                "g = s.mean(1, keepdim=True)  #",
+                "g = torch.sigmoid(s.mean(1, keepdim=True))  #",
             ),
         ],
         ["tests/pelt/test_pelt_gate.py::test_gate_formula_and_pooling"],
