@@ -53,11 +53,13 @@ def build(names, pooling, **overrides):
     model = pelt_model(names, pooling=pooling, **overrides)
     randomize(model)
     torch.manual_seed(11)
-    with torch.no_grad():  # a pretrained LayerNorm is no identity: LN(s) must differ from s
+    with torch.no_grad():  # a pretrained LayerNorm is no identity (LN(s) must differ from s); biases are not 0
         for module in model.modules():
             if isinstance(module, torch.nn.LayerNorm):
                 module.weight.uniform_(0.5, 2.0)
                 module.bias.normal_(0, 0.5)
+            elif isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.normal_(0, 0.1)
     spread_gates(model)
     return model, model.bert.encoder.layer[LAYER]
 
@@ -254,3 +256,25 @@ def test_gates_here_are_far_from_their_alternatives():
     assert (right - wrong_input).abs().max() > 0.01  # 1000 x TOL
     assert (right - mean_first).abs().max() > 0.001  # 100 x TOL
     assert 0.05 < right.min() and right.max() < 0.95  # not saturated: the gate still moves the output
+
+
+def test_lora_init_gate_names_and_merge_refusal():
+    """A: kaiming-uniform with a = sqrt 5, i.e. U(-1/sqrt(d_in), 1/sqrt(d_in)); B = 0. Gate names:
+    lora_q, lora_v per matrix, lora per layer. A gated LoRA refuses to merge, and says why."""
+    from unipelt_cli.errors import UserError
+
+    model = pelt_model(["lora"])
+    layer = model.pelt["lora"].layers[0]
+    bound = 1 / 32**0.5  # hidden 32
+    for target in ("query", "value"):
+        a = layer.A[target]
+        assert 0.95 * bound < a.abs().max().item() <= bound and torch.all(layer.B[target] == 0)
+    assert [name for _, name, _ in iter_gates(model)] == ["lora_q", "lora_v"] * 2
+    per_layer = pelt_model(["lora"], lora={"gate_per": "layer"})
+    assert [name for _, name, _ in iter_gates(per_layer)] == ["lora", "lora"]
+    lora = SUBMODULES["lora"]
+    why = "gated LoRA's scale depends on the input (train with lora.gate=false to export it)"
+    assert lora.merge_refusal(lora.Options(enabled=True)) == lora.merge_refusal(None) == why
+    assert lora.merge_refusal(lora.Options(enabled=True, gate=False)) is None
+    with pytest.raises(UserError, match=r"^gated LoRA's scale depends on the input \(train with lora.gate=false"):
+        model.pelt["lora"].merge(model)
