@@ -8,7 +8,7 @@ ifneq ($(wildcard $(SHARED_GLUE)/SST-2/train.tsv),)
 export UNIPELT_GLUE_DIR ?= $(SHARED_GLUE)
 endif
 
-.PHONY: help install run test lint format bench clean
+.PHONY: help install run test lint format bench mutate clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -38,6 +38,16 @@ format: install ## apply ruff's formatting and safe fixes
 
 bench: install ## run the benchmarks under bench/
 	$(PY) bench/run.py
+
+# Modules to mutate (default: every core module, see scripts/mutate.py): make mutate MODULES="unipelt_cli/metrics.py"
+MODULES ?=
+
+$(VENV)/.mutate: $(VENV)/.installed
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[mutate]'
+	touch $@
+
+mutate: $(VENV)/.mutate ## mutation score (mutmut) of the core modules; slow, not in CI: writes outputs/mutate/report.md
+	nice -n 15 $(PY) scripts/mutate.py $(MODULES)
 
 clean: ## remove the virtual environment and build leftovers (keeps outputs/)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

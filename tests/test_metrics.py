@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from unipelt_cli.errors import UserError
-from unipelt_cli.metrics import compute_metrics, rank_average
+from unipelt_cli.metrics import compute_metrics, pearson, rank_average
 
 # preds vs labels: TP = 2 (rows 0, 4), TN = 1 (row 2), FP = 1 (row 1), FN = 1 (row 3).
 PREDS = np.array([1, 1, 0, 0, 1])
@@ -82,10 +82,49 @@ def test_values_are_python_floats():
 
 
 def test_bad_inputs():
-    with pytest.raises(UserError, match="unknown metric 'auc'"):
+    with pytest.raises(UserError, match="unknown metric 'auc' in the task config: use one of accuracy, f1, matthews, "):
         compute_metrics("auc", PREDS, LABELS)
     with pytest.raises(ValueError, match="differ in length"):
         compute_metrics("accuracy", PREDS[:3], LABELS)
+    with pytest.raises(ValueError, match="^cannot compute metrics on zero examples$"):
+        compute_metrics("accuracy", PREDS[:0], LABELS[:0])
+
+
+def test_one_example():
+    assert compute_metrics("accuracy", np.array([1]), np.array([1])) == {"accuracy": 100.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compute_metrics("spearman", np.array([0.5]), np.array([2.0]))["pearson"] == 0.0  # constant
+
+
+def test_f1_edge_counts():
+    # no positive anywhere: 0/0 scores 0; exactly one true positive: 2 / (2 + 0 + 1)
+    assert compute_metrics("f1", np.array([0, 0]), np.array([0, 0]))["f1"] == 0.0
+    assert compute_metrics("f1", np.array([1, 0]), np.array([1, 1]))["f1"] == pytest.approx(200 / 3)
+
+
+def test_constant_labels_score_zero():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = compute_metrics("spearman", np.array([0.0, 1, 2, 3]), np.full(4, 2.5))
+    assert m == {"spearman": 0.0, "pearson": 0.0, "corr": 0.0}
+
+
+def test_perfect_correlation_is_exactly_100():
+    """For these values the unclipped r is 1 + 2e-16 (and -1 - 2e-16): the clip keeps it at +-100."""
+    x = np.array([5.23, 0.89, 9.82, 5.71, 0.06, 7.73])
+    assert pearson(x, 2 * x + 1) == 100.0 and pearson(x, -(2 * x + 1)) == -100.0
+
+
+def test_float32_scores_are_correlated_in_float64():
+    """STS-B predictions arrive as float32; computed in float32 the centring loses digits."""
+    rng = np.random.default_rng(0)
+    x = (1000 + rng.random(50)).astype(np.float32)
+    y = (1000 + x + rng.random(50)).astype(np.float32)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    expected = 100 * np.corrcoef(x64, y64)[0, 1]
+    assert pearson(x, y64) == pytest.approx(expected, rel=1e-12)
+    assert pearson(x64, y) == pytest.approx(expected, rel=1e-12)
 
 
 def test_against_sklearn_and_scipy():

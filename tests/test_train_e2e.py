@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
-from conftest import tiny_overrides
+from conftest import WORDS_NEG, WORDS_POS, tiny_overrides
 from typer.testing import CliRunner
 
 from unipelt_cli.cli import app
@@ -61,10 +62,49 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path, tiny_backbone, tiny_glu
     assert data["trainable_params"] == data["total_params"]  # finetune trains everything
     assert len(data["history"]) == 3  # one evaluation per epoch, 40 rows / batch 8 = 5 steps each
     assert data["dev"] == max((h["dev"] for h in data["history"]), key=lambda m: m["accuracy"])
-    assert 0 <= data["test"]["accuracy"] <= 100
+    # this run is too short to learn: it predicts one class, which is 8 of 24 dev rows and 13 of 24
+    # test rows (test_a_run_that_learns_tests_its_best_on_dev_weights is the run that learns)
+    assert [h["dev"]["accuracy"] for h in data["history"]] == pytest.approx([100 * 8 / 24] * 3)
+    assert data["test"] == {"accuracy": pytest.approx(100 * 13 / 24)}
     assert json.loads((run / "status.json").read_text())["state"] == "done"
     assert "test accuracy" in result.output
     assert not (run / "weights.safetensors").exists()  # finetune keeps weights only when asked
+
+
+def write_noisy_sst2(root, noise=0.15):
+    """SST-2 that a tiny model learns only in part: 2 words of the label's list, 1 of either, and
+    15% of the labels flipped, so dev rises and then falls again as the model fits the noise."""
+    rng = random.Random(0)
+    sst = root / "SST-2"
+    sst.mkdir(parents=True)
+    for name, n in (("train.tsv", 80), ("dev.tsv", 24)):
+        lines = ["sentence\tlabel"]
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            words = rng.sample(WORDS_POS if label else WORDS_NEG, 2) + rng.sample(WORDS_POS + WORDS_NEG, 1)
+            rng.shuffle(words)
+            if rng.random() < noise:
+                label = 1 - label
+            lines.append(f"the film was {' '.join(words)}\t{label}")
+        (sst / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_a_run_that_learns_tests_its_best_on_dev_weights(tmp_path, tiny_backbone):
+    """Dev goes 70.8 -> 83.3 (step 20) -> 75.0: the stored dev is the best, and the saved weights
+    (the ones the test split was scored with) reproduce it on dev, not the last evaluation's 75.0."""
+    glue = write_noisy_sst2(tmp_path / "noisy")
+    extra = ("train.lr=1e-2", "train.epochs=8", "train.eval_every=5", "train.save_full_weights=true")
+    _, (run,) = train(tmp_path, tiny_backbone, glue, *extra)
+    data = load(run)
+    dev = [round(h["dev"]["accuracy"], 2) for h in data["history"]]
+    assert dev == [70.83, 70.83, 70.83, 83.33, 83.33, 75.0, 75.0, 75.0]  # learns, then fits the noise
+    assert data["dev"]["accuracy"] == pytest.approx(100 * 20 / 24) and data["history"][3]["step"] == 20
+    out = CliRunner().invoke(app, ["eval", str(run), "--split", "dev", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["metrics"]["dev"] == data["dev"]  # the weights kept are the best-on-dev ones
+    test = CliRunner().invoke(app, ["eval", str(run), "--json"])
+    assert json.loads(test.output)["metrics"]["test"] == data["test"] == {"accuracy": 75.0}
 
 
 def test_same_seeds_give_identical_numbers(tmp_path, tiny_backbone, tiny_glue):

@@ -1,24 +1,46 @@
 """The gate: formula, pooling, holding, and bounded statistics."""
 
 import math
+from types import SimpleNamespace
 
+import pytest
 import torch
 
-from unipelt_cli.pelt.gate import Gate, SigmoidMeanGate
+from unipelt_cli.pelt import gate as gate_module
+from unipelt_cli.pelt.gate import (
+    GATES,
+    Gate,
+    ScalarGate,
+    ScalarGateOptions,
+    SigmoidMeanGate,
+    gate_kind_options,
+    make_gate,
+)
 
 
 def test_gate_formula_and_pooling():
+    """At init (w ~ N(0, 0.02)) sigmoid-then-mean and mean-then-sigmoid differ by ~4e-6, inside the
+    default tolerance: at w ~ N(0, 1) they differ by > 0.05, and the tolerance is 1e-6."""
     torch.manual_seed(0)
     gate = SigmoidMeanGate(8, "masked")
+    with torch.no_grad():
+        gate.linear.weight.normal_(0, 1.0)
+        gate.linear.bias.fill_(0.25)
     u = torch.randn(2, 5, 8)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    s = torch.sigmoid(u @ gate.linear.weight[0] + gate.linear.bias)  # (B, T): sigmoid first, then the mean
+    logits = u @ gate.linear.weight[0] + gate.linear.bias  # (B, T)
+    s = torch.sigmoid(logits)  # sigmoid first, then the mean
+    masked = torch.stack([s[0, :3].mean(), s[1].mean()])
+    mean_first = torch.sigmoid(torch.stack([logits[0, :3].mean(), logits[1].mean()]))
+    assert (masked - mean_first).abs().min() > 0.05  # the alternative formula is far away here
+    exact = dict(rtol=0, atol=1e-6)
     g = gate(u, mask)
     assert g.shape == (2, 1, 1)
-    torch.testing.assert_close(g[:, 0, 0], torch.stack([s[0, :3].mean(), s[1].mean()]))
+    torch.testing.assert_close(g[:, 0, 0], masked, **exact)
     gate.pooling = "all"
-    torch.testing.assert_close(gate(u, mask)[:, 0, 0], s.mean(1))
-    torch.testing.assert_close(gate(u, None)[:, 0, 0], s.mean(1))
+    assert (s.mean(1) - masked)[0].abs() > 0.01  # padding changes the pooled value of example 0
+    torch.testing.assert_close(gate(u, mask)[:, 0, 0], s.mean(1), **exact)
+    torch.testing.assert_close(gate(u, None)[:, 0, 0], s.mean(1), **exact)
 
 
 def test_masked_pooling_ignores_padding_length():
@@ -104,3 +126,54 @@ def test_a_registered_gate_type_is_usable(monkeypatch, batch):
     for _, _, gate in iter_gates(reference):
         gate.hold(0.5)
     torch.testing.assert_close(logits(custom, batch), logits(reference, batch), rtol=0, atol=0)
+
+
+def test_masked_pooling_of_a_single_real_token_is_that_token():
+    torch.manual_seed(0)
+    gate = SigmoidMeanGate(4)
+    u = torch.randn(1, 3, 4)
+    one = gate(u, torch.tensor([[1, 0, 0]]))
+    torch.testing.assert_close(one, gate(u[:, :1], None), rtol=0, atol=0)
+
+
+def test_gate_defaults_and_bad_pooling():
+    gate = SigmoidMeanGate(4)
+    assert gate.pooling == "masked" and gate.options is None and gate.collecting is False and gate.held is None
+    with pytest.raises(ValueError, match="gate pooling must be one of .* got 'max'"):
+        SigmoidMeanGate(4, "max")
+
+
+def test_register_gate_adds_a_kind_once(monkeypatch):
+    monkeypatch.setattr(gate_module, "GATES", dict(GATES))
+
+    @gate_module.register_gate("twice")
+    class Twice(Gate):
+        pass
+
+    assert gate_module.GATES["twice"] is Twice
+    assert Twice(4).pooling == "masked"  # a kind that keeps the base __init__ pools over real tokens
+    with pytest.raises(ValueError, match="gate kind 'twice' is registered twice"):
+        gate_module.register_gate("twice")(Twice)
+
+
+def test_scalar_gate_reads_no_input():
+    """G = sigmoid(b): one parameter, the same value for every example and token."""
+    gate = ScalarGate(8, options=ScalarGateOptions(init=1.5))
+    assert [p.numel() for p in gate.parameters()] == [1]
+    u = torch.randn(3, 5, 8)
+    expected = torch.full((3, 1, 1), torch.sigmoid(torch.tensor(1.5)).item())
+    torch.testing.assert_close(gate(u, torch.ones(3, 5)), expected, rtol=0, atol=1e-7)
+    assert gate.score(u).shape == (1, 1, 1)  # the score of a gate that reads no token
+    assert gate(u.double()).dtype == torch.float64
+    assert ScalarGate(8).options == ScalarGateOptions() and ScalarGate(8).logit.item() == 0.0
+
+
+def test_gate_options_reach_the_gate_a_submodule_builds():
+    assert gate_kind_options({}) == {"scalar": ScalarGateOptions()}  # kinds without options are absent
+    given = ScalarGateOptions(init=-2.0)
+    assert gate_kind_options({"scalar": given})["scalar"] is given
+    assert gate_kind_options({"scalar": {"init": 0.75}}) == {"scalar": ScalarGateOptions(init=0.75)}
+    ctx = SimpleNamespace(pooling="all", gate_options=gate_kind_options({"scalar": {"init": 0.75}}))
+    built = make_gate("scalar", 8, ctx)
+    assert isinstance(built, ScalarGate) and built.pooling == "all" and built.logit.item() == 0.75
+    assert make_gate("sigmoid_mean", 8, ctx).linear.in_features == 8

@@ -49,9 +49,42 @@ def test_options_are_structured_configs(name):
         ("lora", {"targets": []}),
         ("lora", {"targets": ["query", "query"]}),
         ("lora", {"gate_per": "head"}),
+        ("lora", {"gate_type": "nope"}),
+        ("prefix", {"gate_type": "nope"}),
+        ("parallel_adapter", {"bottleneck": 0}),
+        ("parallel_adapter", {"scale": 0.0}),
+        ("parallel_adapter", {"activation": "softplus"}),
+        ("parallel_adapter", {"gate_type": "nope"}),
+        ("parallel_adapter", {"placement": ["mlp"]}),
+        ("parallel_adapter", {"placement": []}),
+        ("ia3", {"targets": ["query"]}),
+        ("ia3", {"targets": []}),
+        ("ia3", {"gate_type": "nope"}),
     ],
 )
 def test_out_of_range_options_raise(name, bad):
     with pytest.raises(UserError) as e:
         SUBMODULES[name].Options(**bad)
     assert "\n" not in str(e.value) and ": " in str(e.value)
+    assert str(e.value).startswith(f"{name}.{next(iter(bad))} ")  # the message names the key to fix
+
+
+def test_adapter_bottleneck_of_one_is_allowed_and_of_zero_refused():
+    from .pelt_helpers import pelt_model
+
+    model = pelt_model(["adapter"], adapter={"reduction_factor": 32})  # hidden 32 -> bottleneck 1
+    assert model.pelt["adapter"].layers[0].down.out_features == 1
+    with pytest.raises(UserError, match="^adapter.reduction_factor 33 leaves no bottleneck at hidden size 32: set it"):
+        pelt_model(["adapter"], adapter={"reduction_factor": 33})
+
+
+def test_adapter_init_is_normal_002_with_zero_biases():
+    import torch
+
+    from unipelt_cli.pelt.adapter import Adapter
+
+    torch.manual_seed(0)
+    adapter = Adapter(768, 48, "relu", None, None)
+    for linear in (adapter.down, adapter.up):
+        assert abs(linear.weight.std().item() - 0.02) < 0.001 and abs(linear.weight.mean().item()) < 0.001
+        assert torch.all(linear.bias == 0)
