@@ -75,6 +75,19 @@ def test_a_later_failed_attempt_keeps_the_completed_result(tmp_path):
     assert any("a later attempt is failed" in note for note in report.notes)
 
 
+def test_keys_outside_the_identity_do_not_split_a_cell(tmp_path):
+    """A run logged to trackers, or one whose config lists a submodule it leaves disabled (run after
+    that submodule was added), is the same variant as one without: one group over both seeds."""
+    write_run(tmp_path, seed=1, score=70.0)
+    later = {"logger": {"csv": {}}, "pelt": {"ia3": {"enabled": False, "targets": ["key"]}}}
+    write_run(tmp_path, seed=2, score=74.0, config=later)
+    write_run(tmp_path, seed=3, score=72.0, config={"logger": None})
+    report = build(tmp_path)
+    (group,) = report.groups
+    assert group.n == 3 and group.variants == 1 and group.split_keys == []
+    assert scores_grid(report, "minilm-l6", 100).rows[0][1].text == "72.00 (2.00)"
+
+
 def test_cells_split_by_differing_keys_and_the_variant_shown(tmp_path):
     for seed in (1, 2, 3):
         write_run(tmp_path, seed=seed, lr=1e-3, score=70.0, dev=75.0)

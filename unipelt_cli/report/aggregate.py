@@ -1,8 +1,8 @@
 """From runs to cells: groups over seeds, one picked variant per cell, mean and sample std.
 
 A *cell* is (backbone, budget, method, task). Its runs may still differ in other config keys (a
-learning-rate search, another head pooling): runs are grouped by their whole config minus
-seed/data_seed and bookkeeping keys, so each *group* is one variant measured over seeds. When a cell
+learning-rate search, another head pooling): runs are grouped by their canonical config
+(identity.py) minus seed/data_seed, so each *group* is one variant measured over seeds. When a cell
 has several groups, one is picked (see `pick`) and the report says which keys split it. Keys given with
 --merge do not split groups; a group whose runs differ in them is reported as mixing.
 """
@@ -108,9 +108,11 @@ class Group:
 
 
 def variant_sig(run: Run, merge: tuple[str, ...]) -> dict[str, str]:
+    """The config keys that make a variant: the run's canonical config (identity.py: no bookkeeping
+    key such as logger, no disabled submodule), less seeds, runtime and merged keys."""
     return {
         key: show(value)
-        for key, value in run.config.items()
+        for key, value in (run.canonical or run.config).items()
         if key not in NOT_VARIANT and not key.startswith(NOT_VARIANT_PREFIXES) and key not in merge
     }
 

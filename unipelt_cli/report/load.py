@@ -37,6 +37,8 @@ class Run:
     data_seed: int
     state: str  # done | failed | diverged | running | interrupted | unknown
     config: dict[str, Any] = field(default_factory=dict)  # flattened config.yaml ("train.lr": 0.001)
+    # flattened identity.canonical(config.yaml): what tells variants apart (no logger, no disabled submodule)
+    canonical: dict[str, Any] = field(default_factory=dict)
     result: dict | None = None
     time: float = 0.0  # when this attempt finished (for "latest attempt")
     note: str = ""
@@ -145,6 +147,7 @@ def read_run(folder: Path, warnings: list[str]) -> Run | None:
 
 def _make_run(folder: Path, result: dict | None, config: dict | None, status: dict) -> Run:
     flat = flatten(config) if config else {}
+    canonical = flatten(identity_mod.canonical(config)) if config else {}
     state = status.get("state", "unknown")
     if result is not None:
         budget = result["budget"]
@@ -159,6 +162,7 @@ def _make_run(folder: Path, result: dict | None, config: dict | None, status: di
             data_seed=int(result.get("data_seed", result["seed"])),
             state="done",
             config=flat,
+            canonical=canonical,
             result=result,
             time=_finish_time(folder / runs_mod.RESULT_FILE, status, state == "done"),
         )
@@ -177,6 +181,7 @@ def _make_run(folder: Path, result: dict | None, config: dict | None, status: di
         data_seed=int(flat.get("data_seed", flat.get("seed", -1))),
         state=state,
         config=flat,
+        canonical=canonical,
         time=float(status.get("finished") or status.get("time") or 0.0),
     )
 
