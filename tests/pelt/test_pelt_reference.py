@@ -278,3 +278,22 @@ def test_lora_init_gate_names_and_merge_refusal():
     assert lora.merge_refusal(lora.Options(enabled=True, gate=False)) is None
     with pytest.raises(UserError, match=r"^gated LoRA's scale depends on the input \(train with lora.gate=false"):
         model.pelt["lora"].merge(model)
+
+
+@pytest.mark.parametrize("name", ["lora", "ia3", "prefix"])
+def test_attention_hooks_read_the_input_passed_by_keyword(name):
+    """A family may call its attention with hidden_states=... instead of positionally: the gates must
+    read the same x either way (the hook's `first_input(args, kwargs)`)."""
+    model, layer = build([name], "masked")
+    attention, seen = layer.attention.self, {}
+    capture(attention, seen, "x", pre=True)
+    batch = make_batch()
+    with torch.no_grad():
+        model(**batch)
+        args, kwargs = seen["x"]
+        assert args, "BERT passes its hidden states positionally: nothing to move into the keywords"
+        positional = attention(*args, **kwargs)[0]
+        by_keyword = attention(*args[1:], hidden_states=args[0], **kwargs)[0]
+        plain = attention(torch.zeros_like(args[0]), *args[1:], **kwargs)[0]
+    torch.testing.assert_close(by_keyword, positional, **TOL)
+    assert (plain - positional).abs().max() > 1e-2  # the input matters, so equality above is not vacuous
