@@ -112,7 +112,7 @@ def variant_sig(run: Run, merge: tuple[str, ...]) -> dict[str, str]:
     key such as logger, no disabled submodule), less seeds, runtime and merged keys."""
     return {
         key: show(value)
-        for key, value in (run.canonical or run.config).items()
+        for key, value in run.canonical.items()
         if key not in NOT_VARIANT and not key.startswith(NOT_VARIANT_PREFIXES) and key not in merge
     }
 
