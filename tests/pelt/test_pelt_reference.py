@@ -297,3 +297,32 @@ def test_attention_hooks_read_the_input_passed_by_keyword(name):
         plain = attention(torch.zeros_like(args[0]), *args[1:], **kwargs)[0]
     torch.testing.assert_close(by_keyword, positional, **TOL)
     assert (plain - positional).abs().max() > 1e-2  # the input matters, so equality above is not vacuous
+
+
+@pytest.mark.parametrize("where", ["attention", "ffn"])
+def test_parallel_adapter_reads_the_sublayer_input_passed_by_keyword(where):
+    """The parallel adapter keeps its input x with a pre-hook on the sublayer's first module (the
+    self-attention, or the FFN's first Linear block); called with hidden_states=... it must keep the same x."""
+    options = {"placement": [where], "bottleneck": 8}
+    model, layer = build(["parallel_adapter"], "masked", parallel_adapter=options)
+    reader, norm = (
+        (layer.attention.self, layer.attention.output.LayerNorm)
+        if where == "attention"
+        else (layer.intermediate, layer.output.LayerNorm)
+    )
+    seen = {}
+    capture(reader, seen, "x", pre=True)
+    with torch.no_grad():
+        model(**make_batch())
+        args, kwargs = seen["x"]
+        s = torch.randn_like(args[0])  # what the LayerNorm would get: h + x
+
+        def normed(*call_args, **call_kwargs):
+            reader(*call_args, **call_kwargs)  # keeps x for the LayerNorm's hook
+            return norm(s)
+
+        positional = normed(*args, **kwargs)
+        by_keyword = normed(*args[1:], hidden_states=args[0], **kwargs)
+        plain = normed(torch.zeros_like(args[0]), *args[1:], **kwargs)
+    torch.testing.assert_close(by_keyword, positional, **TOL)
+    assert (plain - positional).abs().max() > 1e-2  # the kept input matters

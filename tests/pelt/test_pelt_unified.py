@@ -6,9 +6,12 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from unipelt_cli.pelt import apply_pelt, iter_gates, merge, param_report
+from unipelt_cli.errors import UserError
+from unipelt_cli.pelt import SUBMODULES, apply_pelt, iter_gates, merge, param_report
+from unipelt_cli.pelt.ia3 import IA3Layer, IA3Options
+from unipelt_cli.pelt.registry import Context
 
-from .pelt_helpers import logits, pelt_model, randomize, tiny_model
+from .pelt_helpers import logits, make_batch, pelt_model, randomize, tiny_model
 
 BOTH = ["attention", "ffn"]
 
@@ -151,6 +154,11 @@ def test_held_gates_equal_static_scaling(batch):
 def test_ungated_merge_equals_unmerged(name, opts, batch):
     model = pelt_model([name], **{name: {"gate": False, **opts}})
     shake(model)
+    torch.manual_seed(2)
+    with torch.no_grad():  # real backbone biases (BERT initialises them to 0): (IA)^3 must scale b_k, b_v too
+        for module in model.bert.encoder.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.bias.normal_(0, 0.5)
     before = logits(model, batch)
     assert (before - logits(same_head(model), batch)).abs().max() > 1e-2
     merge(model)
@@ -189,3 +197,88 @@ def test_bert_base_counts():
     assert report["parallel_adapter"] == {"params": pa, "gate_params": 24 * 769, "stored": pa}
     assert report["ia3"] == {"params": 55_296, "gate_params": 12 * 769, "stored": 55_296}
     assert report["lora"] == {"params": 294_912 + 12 * 2 * 768, "gate_params": 0, "stored": 294_912 + 18_432}
+
+
+def test_parallel_adapter_learned_scale_starts_at_scale_and_trains(batch):
+    """learn_scale: s is one trained scalar per adapter, starting at `scale`; it computes as a fixed s."""
+    options = {"placement": BOTH, "gate": False, "scale": 4.0}
+    learned = pelt_model(["parallel_adapter"], parallel_adapter={**options, "learn_scale": True})
+    adapters = [a for found in learned.pelt["parallel_adapter"].places.values() for a in found]
+    assert len(adapters) == 4
+    for adapter in adapters:
+        assert isinstance(adapter.scale, torch.nn.Parameter) and adapter.scale.requires_grad
+        assert adapter.scale.shape == () and adapter.scale.item() == 4.0
+    shake(learned)  # moves each s too
+    fixed = pelt_model(["parallel_adapter"], parallel_adapter=options)
+    pa = 2 * 2 * (32 * 512 + 512 + 512 * 32 + 32)
+    assert param_report(learned)["parallel_adapter"]["params"] == param_report(fixed)["parallel_adapter"]["params"] + 4
+    assert param_report(fixed)["parallel_adapter"]["params"] == pa
+    fixed.load_state_dict(learned.state_dict(), strict=False)  # same adapters and head; s is not saved there
+    others = [a for found in fixed.pelt["parallel_adapter"].places.values() for a in found]
+    with torch.no_grad():
+        for adapter, other in zip(adapters, others, strict=True):
+            other.scale.copy_(adapter.scale)
+    out = logits(learned, batch)
+    assert (out - logits(same_head(learned), batch)).abs().max() > 1e-2
+    torch.testing.assert_close(out, logits(fixed, batch), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        for adapter in adapters:
+            adapter.scale.fill_(0.0)  # s = 0: the backbone
+    torch.testing.assert_close(logits(learned, batch), logits(same_head(learned), batch), rtol=0, atol=1e-6)
+
+
+def test_parallel_adapter_refuses_a_norm_called_without_its_sublayer_input():
+    """The LayerNorm hook needs the input its reader hook kept in the same pass; without it (a table
+    entry naming the wrong modules) it says so instead of adding a stale or missing input."""
+    model = pelt_model(["parallel_adapter"], parallel_adapter={"placement": ["attention"]})
+    norm = model.bert.encoder.layer[0].attention.output.LayerNorm
+    message = r"^parallel adapter: the sublayer input was not captured before its LayerNorm$"
+    with pytest.raises(RuntimeError, match=message):
+        norm(torch.randn(2, 6, 32))  # a fresh model: nothing kept yet
+    logits(model, make_batch())
+    with pytest.raises(RuntimeError, match=message):
+        norm(torch.randn(2, 6, 32))  # each kept input is used once
+
+
+@pytest.mark.parametrize("name", ["adapter", "parallel_adapter", "lora", "ia3"])
+def test_remove_hooks_gives_back_the_backbone(name, batch):
+    """A Part keeps the handle of every hook it registers (`Part.hooks`): removing them detaches it."""
+    model = pelt_model([name], **{name: {"placement": BOTH} if name == "parallel_adapter" else {}})
+    shake(model)
+    backbone = logits(same_head(model), batch)
+    assert (logits(model, batch) - backbone).abs().max() > 1e-2
+    model.pelt[name].remove_hooks()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.bert.encoder.modules())
+    torch.testing.assert_close(logits(model, batch), backbone, rtol=0, atol=1e-6)
+
+
+def test_gated_ia3_refuses_to_merge_and_says_why():
+    ia3 = SUBMODULES["ia3"]
+    why = "gated (IA)^3 scales by an input-dependent amount (train with ia3.gate=false to export it)"
+    assert ia3.merge_refusal(ia3.Options(enabled=True)) == ia3.merge_refusal(None) == why
+    assert ia3.merge_refusal(ia3.Options(enabled=True, gate=False)) is None
+    model = pelt_model(["ia3"])
+    with pytest.raises(UserError, match=r"^gated \(IA\)\^3 scales by an input-dependent amount \(train with ia3"):
+        model.pelt["ia3"].merge(model)
+
+
+def test_ia3_vectors_are_as_wide_as_what_they_scale():
+    """l_k, l_v scale the projection's output (d_out wide), l_ff the FFN output Linear's input (d_ff wide):
+    shown on projections that are not square, as grouped-query attention's are."""
+    modules = {"key": torch.nn.Linear(32, 16), "value": torch.nn.Linear(32, 8), "ffn": torch.nn.Linear(64, 32)}
+    layer = IA3Layer(modules, IA3Options(enabled=True, gate=False), 32, Context("masked"))
+    assert {t: tuple(v.shape) for t, v in layer.scales.items()} == {"key": (16,), "value": (8,), "ffn": (64,)}
+
+
+def test_ia3_keeps_activations_in_the_autocast_dtype(batch):
+    """Under bf16 autocast (train.precision=bf16) the scaled K, V and FFN activation stay bf16: the
+    fp32 vectors are cast to the activation's dtype, not the activation promoted to fp32."""
+    model = pelt_model(["ia3"], ia3={"gate": False})
+    shake(model)
+    layer, seen = model.bert.encoder.layer[0], {}
+    for target in ("key", "value"):  # registered after (IA)^3's hooks, so they see what those return
+        getattr(layer.attention.self, target).register_forward_hook(lambda m, a, o, t=target: seen.update({t: o.dtype}))
+    layer.output.dense.register_forward_pre_hook(lambda m, a: seen.update(ffn=a[0].dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(**batch)
+    assert seen == {"key": torch.bfloat16, "value": torch.bfloat16, "ffn": torch.bfloat16}
