@@ -5,10 +5,13 @@ import math
 
 import pytest
 import torch
+from transformers import BertConfig
 
+from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import iter_gates
+from unipelt_cli.pelt.prefix import PREFIX_ATTENTION, RoutedConfig, inner_attention, prefix_attention
 
-from .pelt_helpers import COMBOS, logits, pelt_model, randomize, tiny_model
+from .pelt_helpers import COMBOS, TINY, logits, pelt_model, randomize, tiny_model
 
 
 def hold(model, value):
@@ -128,3 +131,69 @@ def test_masked_pooling_makes_outputs_independent_of_padding(impl, batch):
         randomize(model)
         same = torch.allclose(logits(model, batch)[:1], logits(model, alone), rtol=0, atol=1e-5)
         assert same == independent, pooling
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_prefix_attention_keeps_the_backbones_attention_dropout(impl, batch):
+    """The routed attention hands the backbone's keyword arguments (dropout, scaling) to the inner function:
+    in training, attention dropout still drops (here the only dropout), so train and eval outputs differ."""
+    config = BertConfig(**{**TINY, "attention_probs_dropout_prob": 0.5})
+    model = pelt_model(["prefix"], impl, config=config)
+    randomize(model)
+    seen = []
+    model.bert.encoder.layer[0].attention.self.register_forward_hook(lambda m, args, out: seen.append(out[0]))
+    logits(model, batch)
+    model.train()
+    torch.manual_seed(0)
+    logits(model, batch)
+    model.eval()
+    logits(model, batch)
+    evaluated, trained, again = seen
+    assert (trained - evaluated).abs().max() > 1e-2  # context vectors here are O(0.1); eval repeats exactly
+    assert torch.equal(again, evaluated)
+
+
+def test_attach_registers_the_prefix_attention_function(monkeypatch, batch):
+    """A fresh process knows no "unipelt_prefix" attention: attaching the prefix registers it."""
+    from transformers import AttentionInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    monkeypatch.delitem(AttentionInterface._global_mapping, PREFIX_ATTENTION, raising=False)
+    model = pelt_model(["prefix"])
+    assert ALL_ATTENTION_FUNCTIONS[PREFIX_ATTENTION] is prefix_attention
+    randomize(model)
+    assert (logits(model, batch) - logits(tiny_model(), batch)).abs().max() > 1e-3
+
+
+def test_routed_config_forwards_to_the_model_config():
+    """Each self-attention's config names the prefix attention and reads everything else from the model's
+    config; a half-built one (as copy/pickle make it) raises AttributeError naming the attribute."""
+    model = pelt_model(["prefix"])
+    routed = model.bert.encoder.layer[1].attention.self.config
+    assert isinstance(routed, RoutedConfig) and routed.layer == 1 and routed.prefix is model.pelt["prefix"]
+    assert routed._attn_implementation == PREFIX_ATTENTION and model.config._attn_implementation == "eager"
+    assert routed.hidden_size == 32 and routed.num_attention_heads == 4 and routed.base is model.config
+    with pytest.raises(AttributeError, match="no_such_key"):
+        getattr(routed, "no_such_key")  # noqa: B009 (the access is the test)
+    with pytest.raises(AttributeError, match="^hidden_size$"):
+        getattr(RoutedConfig.__new__(RoutedConfig), "hidden_size")  # noqa: B009
+
+
+def test_prefix_attention_without_its_pre_hook_says_so(batch):
+    """The prefix keys come from the self-attention pre-hook (kept in `Part.hooks`); with the hooks
+    removed, the routed attention says what is missing instead of attending without them."""
+    model = pelt_model(["prefix"])
+    logits(model, batch)
+    model.pelt["prefix"].remove_hooks()
+    assert not any(m._forward_pre_hooks for m in model.bert.encoder.modules())
+    message = r"^prefix keys for layer 0 are missing: the self-attention pre-hook did not run$"
+    with pytest.raises(RuntimeError, match=message):
+        logits(model, batch)
+
+
+def test_inner_attention_is_eager_or_sdpa_only():
+    """The model's implementation is checked at attach; switched afterwards, the routed attention refuses it."""
+    attention = tiny_model().bert.encoder.layer[0].attention.self
+    message = r"^prefix-tuning runs on eager or sdpa attention, not 'flex_attention': load the model with sdpa$"
+    with pytest.raises(UserError, match=message):
+        inner_attention(attention, "flex_attention")

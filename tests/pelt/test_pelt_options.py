@@ -88,3 +88,18 @@ def test_adapter_init_is_normal_002_with_zero_biases():
     for linear in (adapter.down, adapter.up):
         assert abs(linear.weight.std().item() - 0.02) < 0.001 and abs(linear.weight.mean().item()) < 0.001
         assert torch.all(linear.bias == 0)
+
+
+def test_prefix_init_is_normal_002_with_zero_biases():
+    """The embedding and both MLP Linears: N(0, 0.02) weights, zero biases (as transformers inits BERT)."""
+    import torch
+
+    from .pelt_helpers import pelt_model
+
+    torch.manual_seed(0)
+    part = pelt_model(["prefix"]).pelt["prefix"]  # embedding (10, 32), mlp 32 -> 512 -> 2 * 2 * 32
+    for module in (part.embedding, part.mlp[0], part.mlp[2]):
+        w = module.weight
+        assert abs(w.std().item() - 0.02) < 0.1 * 0.02 and abs(w.mean().item()) < 0.01, module
+    for linear in (part.mlp[0], part.mlp[2]):
+        assert torch.all(linear.bias == 0)
