@@ -35,7 +35,16 @@ MODULE_TESTS = {
     "unipelt_cli/pelt/gate.py": PELT_TESTS,
     "unipelt_cli/pelt/adapter.py": [*PELT_TESTS, f"{PELT}options.py"],
     "unipelt_cli/pelt/lora.py": [*PELT_TESTS, f"{PELT}options.py", f"{PELT}unified.py"],
-    "unipelt_cli/pelt/prefix.py": [*PELT_TESTS, f"{PELT}options.py"],
+    # prefix: also its counts (the stored form), save/load and fix (saved_state), MPNet (its routed forward and
+    # the eager fallback) and the other families (attach on each, and its refusal of other implementations)
+    "unipelt_cli/pelt/prefix.py": [
+        *PELT_TESTS,
+        f"{PELT}options.py",
+        f"{PELT}counts.py",
+        f"{PELT}training.py",
+        f"{PELT}mpnet.py",
+        f"{PELT}arch.py",
+    ],
     "unipelt_cli/pelt/parallel_adapter.py": [*PELT_TESTS, f"{PELT}options.py", f"{PELT}unified.py"],
     "unipelt_cli/pelt/ia3.py": [*PELT_TESTS, f"{PELT}options.py", f"{PELT}unified.py"],
     "unipelt_cli/pelt/bitfit.py": [f"{PELT}counts.py", f"{PELT}training.py"],
