@@ -104,3 +104,22 @@ def tiny_overrides(backbone: Path, glue: Path, *extra: str) -> list[str]:
         *([] if any(e.startswith("method=") for e in extra) else ["method=finetune"]),
         *extra,
     ]
+
+
+@pytest.fixture()
+def conf_with_lr(tmp_path, monkeypatch):
+    """A copy of conf/ made current, with conf/lr/<backbone>_<method>.yaml files written by the test:
+    `conf_with_lr({"mpnet-base_lora": 3e-4})`."""
+    from unipelt_cli import config
+
+    root = tmp_path / "conf"
+    shutil.copytree(config.conf_dir(), root)
+    monkeypatch.setattr(config, "conf_dir", lambda: root)
+
+    def write(rates: dict[str, float]) -> Path:
+        (root / "lr").mkdir(exist_ok=True)
+        for name, lr in rates.items():
+            (root / "lr" / f"{name}.yaml").write_text(f"# @package train\nlr: {lr}\n")
+        return root
+
+    return write

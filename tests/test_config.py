@@ -96,3 +96,19 @@ def test_config_hash_ignores_bookkeeping_only():
 
 def test_conf_dir_found_from_checkout():
     assert (config.conf_dir() / "config.yaml").is_file()
+
+
+def test_a_learning_rate_chosen_for_a_backbone_applies_to_that_backbone_only(conf_with_lr):
+    conf_with_lr({"mpnet-base_adapter": 3e-4})
+    lr = lambda *overrides: config.compose(list(overrides)).train.lr  # noqa: E731
+    assert lr("backbone=mpnet-base", "method=adapter") == 3e-4
+    assert lr("method=adapter") == 1e-3  # MiniLM keeps the method's own rate
+    assert lr("backbone=mpnet-base", "method=lora") == lr("method=lora") == 1e-3  # no file: the method's own
+    assert lr("backbone=mpnet-base", "method=adapter", "train.lr=1e-5") == 1e-5  # the command line wins
+    assert "lr" not in config.groups()  # picked by backbone and method, not a group to choose
+
+
+def test_the_shipped_learning_rate_tables_change_no_minilm_run():
+    """conf/lr holds rates for other backbones only: MiniLM's committed runs keep their identity."""
+    shipped = sorted((config.conf_dir() / "lr").glob("*.yaml")) if (config.conf_dir() / "lr").is_dir() else []
+    assert not [p.name for p in shipped if p.name.startswith("minilm-l6_")]

@@ -99,3 +99,32 @@ def test_errors_are_the_full_composes_for_the_same_job(overrides, tmp_path, monk
     full = invoke()
     assert fast.exit_code == full.exit_code == 2
     assert fast.output == full.output and fast.output.startswith("error: job ") and fast.output.count("\n") == 1
+
+
+def test_a_grid_that_varies_two_linked_choices_is_composed_per_job(conf_with_lr):
+    """conf/lr/<backbone>_<method>.yaml links two groups: a rate for MPNet LoRA only would be missed by
+    deltas taken at the first backbone (adapter) and the first method (MiniLM), and the grid's last job
+    (MPNet, prefix) would not show it. Such a grid is composed job by job."""
+    conf_with_lr({"mpnet-base_lora": 3e-4})
+    overrides = ["backbone=minilm-l6,mpnet-base", "method=adapter,lora,prefix", "seed=1,2,3,4"]
+    axes, combos = _grid(*overrides)
+    assert not derive.pays(axes, combos)
+    jobs = grid.plan(overrides, None)
+    with config.composer() as compose:
+        for job in jobs:
+            cfg = compose(list(job.overrides))
+            assert job.config_hash == config.config_hash(cfg), job.overrides
+            if {"backbone=mpnet-base", "method=lora"} <= set(job.overrides):
+                assert cfg.train.lr == 3e-4
+
+
+def test_a_grid_that_varies_one_linked_choice_is_still_derived(conf_with_lr):
+    conf_with_lr({"mpnet-base_lora": 3e-4, "mpnet-base_adapter": 2e-4})
+    axes, combos = _grid("backbone=mpnet-base", "task=sst2,rte", "method=adapter,lora,prefix", "seed=1,2,3")
+    assert derive.pays(axes, combos)
+    derived = derive.configs(axes, combos)
+    assert derived is not None
+    with config.composer() as compose:
+        for combo, data in zip(combos, derived, strict=True):
+            assert json.dumps(data, sort_keys=True) == json.dumps(config.to_dict(compose(combo)), sort_keys=True)
+    assert {d["method"]["name"]: d["train"]["lr"] for d in derived} == {"adapter": 2e-4, "lora": 3e-4, "prefix": 1e-3}

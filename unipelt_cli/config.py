@@ -159,8 +159,9 @@ def _option_order(path: Path) -> tuple:
 
 
 # conf/ folders that are not selectable groups: conf/pelt holds each submodule's default options,
-# conf/sweep the grids of `unipelt sweep +sweep=NAME` (`unipelt ls` lists them apart).
-NOT_GROUPS = ("pelt", "sweep")
+# conf/sweep the grids of `unipelt sweep +sweep=NAME` (`unipelt ls` lists them apart), conf/lr the
+# learning rates chosen per backbone and method (picked by the backbone and method choices, never by hand).
+NOT_GROUPS = ("pelt", "sweep", "lr")
 
 
 def pelt_schema():

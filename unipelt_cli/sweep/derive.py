@@ -41,7 +41,13 @@ def compose_job(compose, combo: list[str]):
 def pays(axes: list[list[str]], missing: list[list[str]]) -> bool:
     """Whether deriving needs fewer composes than the jobs left to plan (and the config tree allows it)."""
     composes = 2 + sum(len(values) - 1 for values in axes)  # the first job, one per other value, the check
-    return len(missing) > composes and _no_nested_defaults()
+    if len(missing) <= composes:
+        return False
+    linked = _linked_groups()
+    if linked is None:
+        return False
+    varying = {values[0].partition("=")[0] for values in axes if len(values) > 1}
+    return len(varying & linked) <= 1
 
 
 def plan(axes: list[list[str]], combos: list[list[str]]) -> list[tuple[str, str]] | None:
@@ -107,23 +113,26 @@ def _first_error(compose, combos: list[list[str]]) -> None:
     return None
 
 
-def _no_nested_defaults() -> bool:
-    """No option file has a defaults list, and the primary config's defaults interpolate nothing:
-    then each option's file is merged on its own, whatever the other groups' choices."""
+def _linked_groups() -> set[str] | None:
+    """The groups whose choices the primary config's defaults interpolate (`lr: ${backbone}_${method}`
+    picks a file by two choices), or None when some option file has a defaults list of its own.
+
+    Deriving is exact while each option's file is merged on its own: no option file pulls in others,
+    and at most one linked group varies in the grid (its delta is then taken at the others' fixed
+    choices, so the linked file it picks is in it). `pays` checks the second part against the grid."""
     import yaml
 
     from unipelt_cli.config import NOT_GROUPS, conf_dir
 
     root = conf_dir()
     primary = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {}
-    if "${" in json.dumps(primary.get("defaults", [])):
-        return False
+    linked = set(re.findall(r"\$\{(\w+)\}", json.dumps(primary.get("defaults", []))))
     for path in root.rglob("*.yaml"):
         group = path.relative_to(root).parts[0]
         if group not in NOT_GROUPS and path.parent != root:
             if re.search(r"^defaults\s*:", path.read_text(encoding="utf-8"), re.M):
-                return False
-    return True
+                return None
+    return linked
 
 
 def _flatten(tree: dict, prefix: tuple = ()) -> dict[tuple, object]:
