@@ -44,7 +44,9 @@ def ask(shell: str, line: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_completes_commands_groups_options_and_formats(tmp_path):
-    script = subprocess.run([UNIPELT, "--show-completion", "bash"], capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run([UNIPELT, "--show-completion", "bash"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr  # say why, should it fail
+    script = shown.stdout
     (tmp_path / "unipelt.sh").write_text(script)
     asks = {  # COMP_WORDS as bash splits them: '=' is a word break
         "unipelt tr": "train",

@@ -112,7 +112,7 @@ def test_plan_matches_compose_merges_duplicates_and_caches(tmp_path, monkeypatch
 @pytest.mark.parametrize(
     "overrides,needle",
     [
-        (["+sweep=nope"], "unknown sweep preset 'nope': choose one of paper_lowres, smoke, unified_view"),
+        (["+sweep=nope"], "unknown sweep preset 'nope': choose one of mpnet_k500_cpu, mpnet_lowres, paper_lowres"),
         (["+sweep=smoke", "+sweep=paper_lowres"], "one sweep preset at a time"),
         (["train.lr=interval(0,1)"], "a sweep needs a finite list of values"),
         (["train.lr=glob(*)"], "glob() picks options of a config group"),
@@ -131,7 +131,7 @@ def test_bad_sweeps_are_one_line_errors(overrides, needle, tmp_path):
 
 def test_ls_lists_sweep_presets():
     runner = CliRunner()
-    assert "sweep: paper_lowres, smoke, unified_view" in runner.invoke(app, ["ls"]).output
+    assert "sweep: mpnet_k500_cpu, mpnet_lowres, paper_lowres, smoke, unified_view" in runner.invoke(app, ["ls"]).output
     out = runner.invoke(app, ["ls", "sweep"]).output
     assert "840 runs" in out and out.count("\n") == len(grid.preset_names())
 
