@@ -110,6 +110,78 @@ def test_spec_validation(change, message):
         TaskSpec.from_dict({**raw, **change})
 
 
+TASK_FIELDS = ", ".join(f.name for f in dataclasses.fields(TaskSpec))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"quoting": "tsv"}, "quoting='tsv' is not supported: use one of none, csv"),
+        ({"metric": "auc"}, "unknown metric 'auc': use one of accuracy, f1, matthews, spearman"),
+        (
+            {"text_columns": ["a", "b", "c"], "hub_text_columns": ["a", "b", "c"]},
+            "text_columns must name 1 or 2 columns: got ['a', 'b', 'c']",
+        ),
+        (
+            {"hub_text_columns": ["sentence", "x"]},
+            "hub_text_columns ['sentence', 'x'] and text_columns ['sentence'] differ in length: "
+            "give one hub column per text column",
+        ),
+        (
+            {"metric": "spearman"},
+            "metric 'spearman' does not fit labels ['0', '1']: a regression task has labels: [] and "
+            "metric: spearman, a classification task lists its labels",
+        ),
+        ({"labels": ["0", "0"]}, "labels ['0', '0'] contain duplicates: list each label once"),
+        (
+            {"columns": ["x", "label"]},
+            "column(s) ['sentence'] are not in columns ['x', 'label']: fix the column names",
+        ),
+        (
+            {"extra_test_files": {"mismatched": "dev_mismatched.tsv"}},
+            "extra_test_files and hub_extra_test_splits must have the same keys: got ['mismatched'] and []",
+        ),
+        (
+            {"hub_extra_test_splits": {"b": "x", "a": "y"}},
+            "extra_test_files and hub_extra_test_splits must have the same keys: got [] and ['a', 'b']",
+        ),
+        ({"labels": "01"}, "labels must be a list: got '01'"),  # a string is not a list of labels
+        ({"text_columns": 5}, "text_columns must be a list: got 5"),
+        ({"extra_test_files": ["a"]}, "extra_test_files must be a mapping (or {}): got ['a']"),
+        ({"metric": None}, "metric must be a single value: got None"),
+        ({"metric": ["accuracy"]}, "metric must be a single value: got ['accuracy']"),
+    ],
+)
+def test_spec_error_is_one_exact_line(change, message):
+    """The whole message a user sees for each bad task file, naming the task."""
+    raw = yaml.safe_load((TASK_DIR / "sst2.yaml").read_text())
+    with pytest.raises(UserError) as e:
+        TaskSpec.from_dict({**raw, **change})
+    assert str(e.value) == f"task config 'sst2': {message}"
+
+
+def test_field_errors_are_one_exact_line():
+    raw = yaml.safe_load((TASK_DIR / "sst2.yaml").read_text())
+    with pytest.raises(UserError) as e:
+        TaskSpec.from_dict({**raw, "labelz": []})
+    assert str(e.value) == (
+        f"task config 'sst2': unknown field(s) ['labelz']: a task file lists exactly these fields: {TASK_FIELDS}"
+    )
+    del raw["name"]
+    with pytest.raises(UserError) as e:  # no name to show: '?', and both problems in one line
+        TaskSpec.from_dict({**raw, "labelz": [], "zz": 1})
+    assert str(e.value) == (
+        "task config '?': unknown field(s) ['labelz', 'zz']; missing field(s) ['name']: "
+        f"a task file lists exactly these fields: {TASK_FIELDS}"
+    )
+
+
+def test_empty_extra_test_mappings_may_be_null():
+    raw = yaml.safe_load((TASK_DIR / "sst2.yaml").read_text())
+    spec = TaskSpec.from_dict({**raw, "extra_test_files": None, "hub_extra_test_splits": None})
+    assert spec.extra_test_files == {} and spec.hub_extra_test_splits == {}
+
+
 # ---- the real GLUE files ----
 
 
