@@ -74,3 +74,46 @@ def test_rows_hash():
     assert a == rows_hash([3, 1, 2]) == rows_hash(np.array([3, 1, 2], dtype=np.int32))
     assert a != rows_hash(np.array([1, 2, 3]))
     assert len(a) == 16 and int(a, 16) >= 0
+
+
+def test_full_data_indices_are_int64():
+    train, dev = kshot_indices(5, None, 1000, data_seed=0)
+    assert train.dtype == np.int64 and dev.dtype == np.int64  # both index arrays, even the empty one
+
+
+def test_smallest_budget_and_no_dev_rows():
+    """K=1 is a budget; dev_size=0 means no selection-dev rows (the caller selects on GLUE dev)."""
+    train, dev = kshot_indices(10, 1, 0, data_seed=4)
+    assert train.tolist() == np.random.default_rng(4).permutation(10)[:1].tolist()
+    assert dev.dtype == np.int64 and dev.tolist() == []
+    train, dev = kshot_indices(10, 10, 0, data_seed=4)  # K = n with no dev rows fits exactly
+    assert sorted(train.tolist()) == list(range(10)) and len(dev) == 0
+
+
+def test_negative_dev_size_message():
+    with pytest.raises(UserError) as e:
+        kshot_indices(100, 10, -1, data_seed=0)
+    assert str(e.value) == "dev size -1 is negative: use the paper's 1000 dev rows"
+
+
+def test_k_plus_dev_must_fit_even_when_k_alone_fits():
+    """K=50 fits in 100 rows, but K + 60 dev rows do not: the dev set would be cut short."""
+    with pytest.raises(UserError, match=r"^budget K=50 is too large for this task: K \+ 60 dev rows = 110 > 100"):
+        kshot_indices(100, 50, 60, data_seed=0)
+
+
+@pytest.mark.parametrize(
+    "n, k, advice",
+    [
+        (1200, 500, "K <= 200, e.g. K=100"),  # only the paper budgets that fit beside the dev rows
+        (1100, 200, "K <= 100, e.g. K=100"),  # K=100 + 1000 dev rows = 1100 fits exactly
+        (1050, 100, "K <= 50"),  # no paper budget fits: no "e.g."
+    ],
+)
+def test_too_large_message_suggests_the_paper_budgets_that_fit(n, k, advice):
+    with pytest.raises(UserError) as e:
+        kshot_indices(n, k, 1000, data_seed=0)
+    assert str(e.value) == (
+        f"budget K={k} is too large for this task: K + 1000 dev rows = {k + 1000} > {n} train rows: "
+        f"choose a smaller budget ({advice}) or train on the full data"
+    )
