@@ -103,3 +103,56 @@ def test_prefix_init_is_normal_002_with_zero_biases():
         assert abs(w.std().item() - 0.02) < 0.1 * 0.02 and abs(w.mean().item()) < 0.01, module
     for linear in (part.mlp[0], part.mlp[2]):
         assert torch.all(linear.bias == 0)
+
+
+# The registry's helpers (pelt/registry.py): the choice message, the Context, the refusals of the base Part.
+
+
+def test_a_bad_choice_names_every_choice():
+    with pytest.raises(UserError) as e:
+        SUBMODULES["adapter"].Options(activation="softplus")
+    assert str(e.value) == "adapter.activation must be one of relu, gelu, tanh, silu, got 'softplus': pick one of those"
+
+
+def test_context_gate_options_are_the_ones_gates_read():
+    import torch
+
+    from unipelt_cli.pelt.gate import ScalarGateOptions, make_gate
+    from unipelt_cli.pelt.registry import Context
+
+    bare = Context("masked")
+    assert bare.gate_options == {} and bare.mask is None and bare.on_forward == []
+    assert make_gate("scalar", 32, bare).logit.item() == 0.0  # no options given: each kind's defaults
+    given = Context("all", {"scalar": ScalarGateOptions(init=1.5)})
+    assert make_gate("scalar", 32, given).logit.item() == 1.5
+    assert make_gate("scalar", 32, given).pooling == "all"
+    assert torch.equal(make_gate("scalar", 32, given)(torch.zeros(2, 3, 32)), torch.sigmoid(torch.full((2, 1, 1), 1.5)))
+
+
+def test_a_layer_called_outside_a_model_pass_pools_its_gate_over_every_token():
+    """Before any pass no caller gave a mask (Context.mask is None): the gate reads every token."""
+    import torch
+
+    from .pelt_helpers import pelt_model, randomize
+
+    model = pelt_model(["adapter"])
+    randomize(model)
+    layer = model.bert.encoder.layer[0]
+    x = torch.randn(2, 6, 32)
+    with torch.no_grad():
+        alone = layer(x)[0]
+        model.pelt.ctx.mask = torch.ones(2, 6)  # every token real: the same pooling
+        assert torch.equal(layer(x)[0], alone)
+
+
+def test_merging_a_part_that_changes_the_computation_is_refused():
+    from unipelt_cli.pelt import merge
+
+    from .pelt_helpers import pelt_model
+
+    for name in ("adapter", "prefix"):
+        with pytest.raises(UserError) as e:
+            merge(pelt_model([name]))
+        assert str(e.value) == (
+            f"{name} cannot be merged: {name} changes the computation itself, not just the backbone's weights"
+        )
