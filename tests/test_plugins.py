@@ -167,16 +167,21 @@ def test_entry_points_load_with_their_origin_and_defaults(registry_state, tmp_pa
 def test_each_entry_point_is_imported_once(registry_state, tmp_path, monkeypatch):
     plugins = registry_state
     site = distribution(tmp_path / "site", "fake-pelt", "1.0", (
-        "[unipelt.pelt]\nfake_c = fake_pelt2.c\nalias = fake_pelt2.c\n"
-    ), {"fake_pelt2/__init__.py": "", "fake_pelt2/c.py": part_source("fake_c")})  # fmt: skip
+        "[unipelt.pelt]\nfake_c = fake_pelt2.c\nalias = fake_pelt2.c\nfake_d = fake_pelt2.d\n"
+    ), {
+        "fake_pelt2/__init__.py": "",
+        "fake_pelt2/c.py": part_source("fake_c"),
+        "fake_pelt2/d.py": part_source("fake_d"),
+    })  # fmt: skip
     monkeypatch.syspath_prepend(str(site))
     imported = []
     real = importlib.import_module
     monkeypatch.setattr(plugins, "importlib", SimpleNamespace(import_module=lambda n: imported.append(n) or real(n)))
     plugins.load_plugins()
     plugins.load_plugins()
-    assert imported == ["fake_pelt2.c"]
+    assert imported == ["fake_pelt2.c", "fake_pelt2.d"]  # the alias is skipped, not the entry points after it
     assert plugins.ORIGINS["fake_c"] == "plugin fake-pelt 1.0 (fake_pelt2.c)"
+    assert plugins.ORIGINS["fake_d"] == "plugin fake-pelt 1.0 (fake_pelt2.d)"
 
 
 def test_a_broken_plugin_is_skipped_with_a_one_line_warning(registry_state, tmp_path, monkeypatch, capsys):
