@@ -55,3 +55,23 @@ def test_lora_per_layer_gates_count():
     apply_pelt(model, {"lora": LoRAOptions(enabled=True, gate_per="layer")})
     assert param_report(model)["lora"] == {"params": 294_912, "gate_params": 12 * 769, "stored": 294_912}
     assert {key for _, key, _ in iter_gates(model)} == {"lora"}
+
+
+def test_per_layer_parts_count_gates_only_where_a_layer_has_one():
+    """PerLayer: one module a layer, its `gate` optional (an attribute set to None, or none at all)."""
+    from torch import nn
+
+    from unipelt_cli.pelt.gate import make_gate
+    from unipelt_cli.pelt.registry import Context, PerLayer
+
+    class Counted(PerLayer):
+        name = "counted"
+
+    plain = nn.Linear(4, 4)  # no `gate` attribute
+    gated = nn.Linear(4, 4)
+    gated.gate = make_gate("sigmoid_mean", 4, Context("masked"))
+    ungated = nn.Linear(4, 4)
+    ungated.gate = None
+    part = Counted([plain, gated, ungated])
+    assert [(i, key) for i, key, _ in part.gates()] == [(1, "counted")]
+    assert part.counts() == {"params": 3 * 20, "gate_params": 5, "stored": 3 * 20}

@@ -1,6 +1,7 @@
 """MPNet (all-mpnet-base-v2's family): every submodule, prefix attention with the relative position
 bias against a hand-written reference, the head, and exact counts at d = 768, 12 layers."""
 
+import copy
 import math
 from types import MethodType
 
@@ -190,3 +191,53 @@ def test_mpnet_base_fixed_prefix_and_dora_counts():
     report = param_report(model)
     assert report["prefix"] == {"params": 184_320, "gate_params": 0, "stored": 184_320}
     assert report["lora"]["params"] == 294_912 + 12 * 2 * 768  # DoRA: one magnitude per output row of W_q, W_v
+
+
+def own_and_routed(seed=3):
+    """Layer 0's self-attention of a tiny MPNet with attention dropout 0.5, its own forward and the routed one."""
+    model = tiny_model(config=MPNetConfig(**{**TINY, "attention_probs_dropout_prob": 0.5}), seed=seed)
+    attention = model.mpnet.encoder.layer[0].attention.attn
+    attention.config = copy.deepcopy(model.config)  # what the routed forward reads: config._attn_implementation
+    own = type(attention).forward.__get__(attention)
+    return attention, own, MethodType(attention_forward, attention)
+
+
+def test_routed_attention_called_directly_equals_mpnet_own(batch):
+    """Called as MPNetSelfAttention.forward is: the additive mask or the same mask as booleans, with or without
+    the position bias, the probabilities when asked; in eval no dropout under any attention interface."""
+    attention, own, routed = own_and_routed()
+    torch.manual_seed(0)
+    x, bias = torch.randn(2, 6, 32), torch.randn(2, 4, 6, 6)
+    real = batch["attention_mask"].bool()[:, None, None, :]  # (B, 1, 1, T)
+    additive = (~real).float() * torch.finfo(torch.float32).min
+    with torch.no_grad():
+        expected = own(x, additive, bias, output_attentions=True)
+        out = routed(x, additive, bias)
+        assert len(out) == 1  # no probabilities unless asked, as MPNet's own
+        torch.testing.assert_close(out[0], expected[0], rtol=1e-5, atol=1e-6)
+        o, probs = routed(x, additive, bias, output_attentions=True)
+        torch.testing.assert_close(o, expected[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(probs, expected[1], rtol=1e-5, atol=1e-6)
+        assert probs[0, :, :, 4:].abs().max() == 0  # the padded keys of example 0 get no weight
+        torch.testing.assert_close(routed(x, real, bias)[0], expected[0], rtol=1e-5, atol=1e-6)  # boolean mask
+        torch.testing.assert_close(routed(x, additive)[0], own(x, additive)[0], rtol=1e-5, atol=1e-6)  # no bias
+        attention.config._attn_implementation = "sdpa"  # eval: no dropout through SDPA either
+        torch.testing.assert_close(routed(x, additive, bias)[0], expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_routed_attention_drops_attention_probabilities_in_training(batch):
+    """In training, attention dropout as MPNet's own: the same draws at the same seed give the same output."""
+    attention, own, routed = own_and_routed()
+    attention.train()
+    torch.manual_seed(0)
+    x, bias = torch.randn(2, 6, 32), torch.randn(2, 4, 6, 6)
+    additive = (1 - batch["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
+    with torch.no_grad():
+        torch.manual_seed(11)
+        expected = own(x, additive, bias)[0]
+        torch.manual_seed(11)
+        out = routed(x, additive, bias)[0]
+        attention.eval()
+        undropped = own(x, additive, bias)[0]
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    assert (expected - undropped).abs().max() > 0.5 * undropped.abs().max()  # dropout 0.5 really changes it

@@ -186,3 +186,66 @@ def test_gate_stats_on_the_model(batch):
     collect_gate_stats(model, on=False)
     logits(model, batch)
     assert gate_stats(model)[0]["prefix"]["n"] == 0
+
+
+def test_load_errors_name_the_first_three_keys_and_the_shapes():
+    model = pelt_model(["adapter"])
+    state = {k: v for k, v in pelt_state_dict(model).items() if ".layers.1." not in k}  # layer 1's 6 tensors gone
+    state.update({f"pelt.adapter.extra.{i}": torch.zeros(1) for i in range(5)})
+    with pytest.raises(UserError) as e:
+        load_pelt_state_dict(model, state)
+    assert str(e.value) == (
+        "PELT weights do not match this model (missing ['pelt.adapter.layers.1.down.bias', "
+        "'pelt.adapter.layers.1.down.weight', 'pelt.adapter.layers.1.gate.linear.bias'], unexpected "
+        "['pelt.adapter.extra.0', 'pelt.adapter.extra.1', 'pelt.adapter.extra.2']): "
+        "build the model with the options the weights were trained with"
+    )
+    state = pelt_state_dict(model)
+    state["pelt.adapter.layers.0.down.weight"] = torch.zeros(3, 32)
+    with pytest.raises(UserError) as e:
+        load_pelt_state_dict(model, state)
+    assert str(e.value) == (
+        "PELT weight pelt.adapter.layers.0.down.weight has shape (3, 32), the model expects (2, 32): "
+        "build the model with the options the weights were trained with"
+    )
+
+
+def test_the_gates_read_the_mask_the_backbone_was_called_with(batch):
+    """The base model's pre-hook keeps its attention mask, however passed, for the gates of that pass."""
+    model = pelt_model(["adapter"])
+    ctx, seen = model.pelt.ctx, []
+    ctx.on_forward.append(lambda: seen.append(ctx.mask))
+    mask = batch["attention_mask"]
+    with torch.no_grad():
+        model(**batch)  # *ForSequenceClassification passes it to the base model by keyword
+        model.bert(batch["input_ids"], mask)  # positionally
+        model(input_ids=batch["input_ids"])  # none: the gates read every token
+    assert len(seen) == 3 and seen[0] is mask and seen[1] is mask and seen[2] is None
+
+    four_d = mask[:, None, None, :].expand(2, 1, 6, 6).bool()
+    with pytest.raises(UserError) as e:
+        model(input_ids=batch["input_ids"], attention_mask=four_d)
+    assert str(e.value) == (
+        "masked gate pooling needs a (batch, tokens) attention mask, got shape (2, 1, 6, 6): "
+        "pass a 2D mask or use gate pooling 'all'"
+    )
+    every = pelt_model(["adapter"], pooling="all")  # pools over every token: any mask the backbone takes
+    with torch.no_grad():
+        every(input_ids=batch["input_ids"], attention_mask=four_d)
+    assert every.pelt.ctx.mask is four_d
+
+
+def test_parts_take_the_backbones_dtype_and_device():
+    from transformers import ElectraConfig
+
+    from .pelt_helpers import TINY, options
+
+    model = tiny_model(config=ElectraConfig(**TINY, embedding_size=16)).to(torch.bfloat16)  # no base pooler
+    from unipelt_cli.pelt import apply_pelt
+
+    apply_pelt(model, options(NAMES))
+    assert {p.dtype for p in model.pelt.parameters()} == {torch.bfloat16}
+    assert not any(p.requires_grad for p in model.electra.parameters() if p.dim() > 1)  # all frozen
+    meta = tiny_model().to("meta")
+    apply_pelt(meta, options(NAMES))
+    assert {p.device.type for p in meta.pelt.parameters()} == {"meta"}
