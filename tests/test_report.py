@@ -328,3 +328,189 @@ def test_report_reads_no_torch(tmp_path):
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "MPLBACKEND": "Agg"})
+
+
+def _drop_dev(run_dir: Path) -> None:
+    """A result without dev scores (a run that never evaluated on dev)."""
+    data = json.loads((run_dir / "result.json").read_text())
+    del data["dev"]
+    (run_dir / "result.json").write_text(json.dumps(data))
+
+
+def test_cell_policy_ranks_seeds_then_dev_then_fewer_unfinished(tmp_path):
+    # variants sort by label (lr=0.0001 before lr=0.001): each winner below is the one that comes second
+    sst2 = {"task": "sst2"}
+    write_run(tmp_path, **sst2, lr=1e-4, seed=1, score=90.0, dev=60.0)
+    write_run(tmp_path, **sst2, lr=1e-3, seed=1, score=70.0, dev=80.0)  # same seeds, better dev: picked
+    rte = {"task": "rte"}
+    write_run(tmp_path, **rte, lr=1e-4, seed=1, score=90.0, dev=60.0)
+    write_run(tmp_path, **rte, lr=1e-4, seed=2, state="failed")
+    write_run(tmp_path, **rte, lr=1e-3, seed=1, score=70.0, dev=60.0)  # same seeds and dev, none failed: picked
+    cola = {"task": "cola"}
+    _drop_dev(write_run(tmp_path, **cola, lr=1e-4, seed=1, score=90.0))  # no dev score ranks below any
+    write_run(tmp_path, **cola, lr=1e-3, seed=1, score=70.0, dev=10.0)
+    mrpc = {"task": "mrpc"}
+    write_run(tmp_path, **mrpc, lr=1e-4, seed=1, score=90.0, dev=99.0)
+    for seed in (1, 2):  # more seeds beat a better dev, even with no dev score at all
+        _drop_dev(write_run(tmp_path, **mrpc, lr=1e-3, seed=seed, score=70.0))
+    cells = build(tmp_path, select="cell").cells
+    for task in ("sst2", "rte", "cola", "mrpc"):
+        group = cells[("minilm-l6", 100, "lora", task)]
+        assert group.sig["train.lr"] == "0.001", task
+        assert group.variants == 2
+    assert cells[("minilm-l6", 100, "lora", "cola")].dev_mean == pytest.approx(10.0)
+    assert (
+        cells[("minilm-l6", 100, "lora", "mrpc")].dev_mean is None and cells[("minilm-l6", 100, "lora", "mrpc")].n == 2
+    )
+
+
+def test_timing_and_parameter_fields_that_a_result_may_lack():
+    step = aggregate.seconds_per_step
+    assert step({"train_seconds": 5.0, "steps": 50}) == pytest.approx(0.1)
+    assert step({"train_seconds": 5.0, "steps": 0}) is None  # stopped before its first step
+    assert step({"train_seconds": 5.0}) is None and step({"steps": 50}) is None
+    assert step({"train_seconds": None, "steps": 50}) is None
+    example = aggregate.seconds_per_example
+    data = {"dev_size": 100, "test_sizes": {"test": 50, "test_mm": 50}}
+    # (2 evaluations during training + the final one) * 100 dev + 100 test = 400 examples
+    assert example({"eval_seconds": 2.0, "history": [{}, {}], "data": data}) == pytest.approx(0.005)
+    assert example({"history": [{}], "data": data}) is None  # no eval time
+    assert example({"eval_seconds": 2.0, "data": {"test_sizes": {"test": 50}}}) is None  # no dev size
+    assert example({"eval_seconds": 2.0, "data": {"dev_size": 100}}) is None  # no test sizes
+    assert example({"eval_seconds": 2.0, "data": {"dev_size": 100, "test_sizes": 50}}) is None  # not per split
+    # results from before the params block kept the trainable count at the top level
+    assert aggregate.stored_params({"trainable_params": 5000}) == 5000
+    assert aggregate.stored_params({"params": {"stored": 7000}, "trainable_params": 5000}) == 7000
+    assert aggregate.stored_params({}) is None
+    assert aggregate.percent_params({"trainable_percent": 0.3}) == 0.3
+    assert aggregate.percent_params({"params": {"percent": 0.5}, "trainable_percent": 0.3}) == 0.5
+    assert aggregate.percent_params({}) is None
+    # timings pair runs by device; a result that does not name one is on the unknown device "?"
+    assert aggregate.device({"provenance": {"device": "cuda"}}) == "cuda"
+    assert aggregate.device({}) == "?" and aggregate.device({"provenance": {"device": None}}) == "?"
+
+
+def test_a_ratio_needs_both_values_and_a_nonzero_base():
+    assert aggregate._ratio(3.0, 2.0) == pytest.approx(1.5)
+    assert aggregate._ratio(None, 2.0) is None
+    assert aggregate._ratio(3.0, None) is None
+    assert aggregate._ratio(3.0, 0.0) is None
+
+
+def test_cost_of_runs_without_a_timing(tmp_path):
+    write_run(tmp_path, method="finetune", train_seconds=10.0, steps=100)
+    write_run(tmp_path, method="lora", train_seconds=3.0, steps=0, eval_seconds=None)  # no step, no eval time
+    (row,) = aggregate.cost(build(tmp_path).cells, "minilm-l6", 100, ["sst2"], ["lora"])
+    assert row["train_s_per_step"] is None and row["train_rel"] is None and row["relative_tasks"] == 0
+    assert row["infer_ms_per_example"] is None and row["infer_rel"] is None
+    assert row["tasks"] == 1 and row["params_min"] == 1000
+
+
+def test_gate_split_prefers_test_then_the_first_split_all_runs_share(tmp_path):
+    def group(*splits_per_run):
+        root = tmp_path / str(len(list(tmp_path.iterdir())))
+        for seed, splits in enumerate(splits_per_run, start=1):
+            layout = {}
+            for split in splits:
+                layout |= gates({"adapter": [0.1 * seed]}, split=split)
+            write_run(root, method="unipelt_ap", seed=seed, gates=layout)
+        (found,) = build(root).cells.values()
+        return found
+
+    assert aggregate.gate_split(group(["dev", "test"], ["dev", "test"])) == "test"
+    assert aggregate.gate_split(group(["dev"], ["dev"])) == "dev"
+    assert aggregate.gate_split(group(["train", "dev"], ["dev", "train"])) == "dev"  # sorted: dev before train
+    assert aggregate.gate_split(group(["dev", "test"], ["dev"])) == "dev"  # test is not in every run
+    assert aggregate.gate_split(group(["test"], ["dev"])) is None  # no split in common
+    assert aggregate.gate_means(group(["test"], ["dev"])) == (None, {})
+
+
+def test_gate_means_skip_a_gate_without_a_mean(tmp_path):
+    layout = gates({"adapter": [0.2], "prefix": [0.6]})
+    layout["test"]["0"]["prefix"] = {"mean": None, "std": None, "n": 0}  # a gate that never ran
+    write_run(tmp_path, method="unipelt_ap", seed=1, gates=layout)
+    write_run(tmp_path, method="unipelt_ap", seed=2, gates=gates({"adapter": [0.4], "prefix": [0.8]}))
+    (group,) = build(tmp_path).cells.values()
+    split, means = aggregate.gate_means(group)
+    assert split == "test" and means[0] == pytest.approx({"adapter": 0.3, "prefix": 0.8})
+
+
+def test_cost_skips_the_tasks_a_method_has_not_finished(tmp_path):
+    for task in ("sst2", "rte"):
+        write_run(tmp_path, task=task, method="finetune", train_seconds=10.0, steps=100)
+    write_run(tmp_path, task="sst2", method="lora", state="failed")  # the first task: no finished run
+    run = write_run(tmp_path, task="rte", method="lora", train_seconds=3.0, steps=50)
+    data = json.loads((run / "result.json").read_text())
+    del data["params"]  # and no parameter counts in its result
+    (run / "result.json").write_text(json.dumps(data))
+    cells = build(tmp_path).cells
+    # no CoLA runs at all, and no adapter runs (a method without a row does not end the table)
+    (row,) = aggregate.cost(cells, "minilm-l6", 100, ["sst2", "rte", "cola"], ["adapter", "lora"])
+    assert row["method"] == "lora" and row["tasks"] == 1 and row["relative_tasks"] == 1
+    assert row["train_s_per_step"] == pytest.approx(0.06) and row["train_rel"] == pytest.approx(60.0)
+    assert row["params_min"] is None and row["params_max"] is None and row["percent"] is None
+
+
+def test_config_values_are_shown_as_json_and_a_missing_key_by_name():
+    assert aggregate.show(["query", "value"]) == '["query", "value"]'  # JSON, not Python's ['query', 'value']
+    assert aggregate.show({"r": 8}) == '{"r": 8}'
+    assert aggregate.show(True) == "True" and aggregate.show("eager") == "eager" and aggregate.show(0.001) == "0.001"
+    assert aggregate.show(None) == "None" and aggregate.show(aggregate.MISSING) == "<missing>"
+
+
+def test_a_group_mixing_a_merged_key_or_the_precision_names_the_values(tmp_path):
+    write_run(tmp_path, seed=1, score=70.0, config={"train": {"warmup": 0.1}})
+    run = write_run(tmp_path, seed=2, score=72.0)  # no train.warmup in its config
+    data = json.loads((run / "result.json").read_text())
+    (run / "result.json").write_text(json.dumps(data | {"precision": "bf16"}))
+    (group,) = build(tmp_path, merge=("backbone.name_or_path", "train.warmup")).groups
+    assert group.n == 2
+    assert group.mixes == {"train.warmup": ["0.1", "<missing>"], "precision": ["bf16", "fp32"]}
+
+
+def test_groups_are_ordered_by_method_then_task_in_the_papers_order(tmp_path):
+    for method in ("lora", "adapter"):
+        for task in ("rte", "sst2"):
+            write_run(tmp_path, method=method, task=task)
+    order = [g.key[2:] for g in build(tmp_path).groups]
+    assert order == [("adapter", "sst2"), ("adapter", "rte"), ("lora", "sst2"), ("lora", "rte")]
+
+
+def test_variant_labels_name_what_tells_a_methods_variants_apart(tmp_path):
+    # LoRA: one variant per cell, but not the same one on both tasks: labelled across the method's cells
+    write_run(tmp_path, method="lora", task="sst2", lr=1e-3)
+    write_run(tmp_path, method="lora", task="rte", lr=1e-4)
+    # adapter: two keys differ, both named
+    write_run(tmp_path, method="adapter", lr=1e-3)
+    write_run(tmp_path, method="adapter", lr=1e-4, config={"train": {"batch_size": 32}})
+    # prefix: a key only one variant sets
+    write_run(tmp_path, method="prefix")
+    write_run(tmp_path, method="prefix", config={"train": {"warmup": 0.1}})
+    # fine-tuning: a task key splits a cell (the label skips task keys, which differ between cells anyway)
+    write_run(tmp_path, method="finetune")
+    write_run(tmp_path, method="finetune", config={"task": {"max_length": 256}})
+    groups = build(tmp_path).groups
+    labels = {(g.method, g.task): [] for g in groups}
+    for g in groups:
+        labels[(g.method, g.task)].append(g.label)
+    assert labels[("lora", "sst2")] == ["train.lr=0.001"] and labels[("lora", "rte")] == ["train.lr=0.0001"]
+    assert sorted(labels[("adapter", "sst2")]) == [
+        "train.batch_size=16, train.lr=0.001",
+        "train.batch_size=32, train.lr=0.0001",
+    ]
+    assert sorted(labels[("prefix", "sst2")]) == ["train.warmup=0.1", "train.warmup=<missing>"]
+    split = {(g.method, g.task): (g.split_keys, g.variants) for g in groups}
+    assert split[("lora", "sst2")] == ([], 1)
+    assert split[("adapter", "sst2")] == (["train.batch_size", "train.lr"], 2)
+    assert split[("finetune", "sst2")] == (["task.max_length"], 2)
+
+
+def test_pick_breaks_a_tie_by_the_first_variant_and_defaults_to_shared(tmp_path):
+    write_run(tmp_path, lr=1e-4, score=60.0, dev=70.0)
+    write_run(tmp_path, lr=1e-3, score=80.0, dev=70.0)  # the same seeds, dev and failures: a tie
+    groups = build(tmp_path).groups
+    assert [g.label for g in groups] == ["train.lr=0.0001", "train.lr=0.001"]
+    assert aggregate.pick(groups, "cell")[("minilm-l6", 100, "lora", "sst2")] is groups[0]
+    assert aggregate.pick(groups) == aggregate.pick(groups, "shared")
+    with pytest.raises(ValueError, match="unknown policy best"):
+        aggregate.pick(groups, "best")

@@ -61,13 +61,19 @@ def test_oracle_bound_takes_the_best_member_per_task(report):
     # per-seed differences: SST-2 vs adapter [1, 3], RTE vs prefix [-1, 1]: variances 2 and 2 over 2 seeds
     assert ap["se"] == pytest.approx(math.sqrt(2 / 2 + 2 / 2) / 2)
     assert ap["verdict"] == "within noise (Δ > 0)"
+    # the paper's Δ against its own per-task best (K=100): {A, P, L} SST-2 LoRA 81.56, RTE prefix 55.96;
+    # APL 82.36 + 55.45. {A, P}: SST-2 adapter 80.48, RTE prefix 55.96; AP 77.22 + 55.52
+    assert row["paper"] == pytest.approx((82.36 + 55.45 - 81.56 - 55.96) / 2)  # +0.145
+    assert ap["paper"] == pytest.approx((77.22 + 55.52 - 80.48 - 55.96) / 2)  # -1.85
 
 
 def test_gates_mean_and_seed_spread(report):
     found = rows(report)
     assert found["Gates help UniPELT (APL)"]["delta"] == pytest.approx(81.0 - 77.0)
+    assert found["Gates help UniPELT (APL)"]["text"] == "81.00 vs 77.00 (no gate)"
     spread = found["Gates lower UniPELT (APL)'s seed std"]
     assert spread["text"] == f"std {math.sqrt(2):.2f} vs {math.sqrt(32):.2f} (no gate)"
+    assert spread["delta"] == pytest.approx(math.sqrt(2) - math.sqrt(32))  # X's std minus Y's: -4.24
     assert spread["wins"] == 2 and spread["verdict"] == "lower"
     assert "Gates help UniPELT (AP)" not in found  # no AP no-gate runs: no row, never a made-up one
 
@@ -93,6 +99,14 @@ def test_verdicts_at_the_two_se_edges():
     assert claims.verdict(-2.01, 1.0) == "reversed"
     assert claims.verdict(1.99, 1.0) == "within noise (Δ > 0)"
     assert claims.verdict(5.0, None) == "untested (Δ > 0, < 2 shared seeds)"  # no SE (one seed): never "holds"
+    # exactly 2 SE is not enough either way: "holds" needs Δ > 2 SE, "reversed" Δ < -2 SE
+    assert claims.verdict(2.0, 1.0) == "within noise (Δ > 0)"
+    assert claims.verdict(-2.0, 1.0) == "within noise (Δ ≤ 0)"
+    assert claims.verdict(-1.01, 0.5) == "reversed" and claims.verdict(-0.99, 0.5) == "within noise (Δ ≤ 0)"
+    assert claims.verdict(1.01, 0.5) == "holds" and claims.verdict(0.99, 0.5) == "within noise (Δ > 0)"
+    # Δ = 0 is no gain: the sign reads ≤
+    assert claims.verdict(0.0, 1.0) == "within noise (Δ ≤ 0)"
+    assert claims.verdict(0.0, None) == "untested (Δ ≤ 0, < 2 shared seeds)"
 
 
 def test_paper_delta_on_the_same_tasks(report):
@@ -101,6 +115,7 @@ def test_paper_delta_on_the_same_tasks(report):
     ft = {t: paper.score(100, "finetune", t)[0] for t in ("sst2", "rte")}
     expected = (apl["sst2"] + apl["rte"] - ft["sst2"] - ft["rte"]) / 2
     assert found["APL beats fine-tuning"]["paper"] == pytest.approx(expected)
+    assert found["APL beats fine-tuning"]["text"] == "81.00 vs 71.00 (Fine-tuning)"
     singles = {m: sum(paper.score(100, m, t)[0] for t in ("sst2", "rte")) for m in claims.SINGLES}
     best = max(singles.values())
     assert found["APL beats the best single submodule"]["paper"] == pytest.approx((sum(apl.values()) - best) / 2)
@@ -218,3 +233,98 @@ def test_named_doc_blocks_leave_each_other_alone(report, tmp_path):
     assert text.startswith(f"{DOC_START}\nMAIN\n{DOC_END}\n") and "OLD" not in text and "## unipelt report" in text
     result = runner.invoke(app, ["report", str(report.source), "--no-files", "--block", "extra"])
     assert result.exit_code == 2 and "--block names a block of the --doc file" in result.output
+
+
+def test_three_seeds_and_a_tied_task(tmp_path):
+    scores = {  # method -> task -> scores of seeds 1, 2, ...
+        "unipelt_apl": {"sst2": [70.0, 74.0, 90.0], "rte": [60.0, 62.0]},
+        "lora": {"sst2": [69.0, 72.0, 84.0], "rte": [62.0, 60.0]},
+    }
+    for method, by_task in scores.items():
+        for task, values in by_task.items():
+            for seed, score in enumerate(values, start=1):
+                write_run(tmp_path, task=task, method=method, seed=seed, score=score)
+    cells = build(tmp_path).cells
+    x, y = ({t: cells[("minilm-l6", 100, m, t)] for t in ("sst2", "rte")} for m in scores)
+    row = claims.compare(x, y)
+    # SST-2: means 78 vs 75, per-seed differences [1, 2, 6] (mean 3, sample variance (4 + 1 + 9) / 2 = 7);
+    # RTE: means 61 vs 61 (a tie), differences [-2, 2] (variance 8)
+    assert row["delta"] == pytest.approx((3.0 + 0.0) / 2)
+    assert row["se"] == pytest.approx(math.sqrt(7 / 3 + 8 / 2) / 2)  # 1.258
+    assert row["wins"] == 2  # a tie counts as won: tasks where X's mean is >= Y's
+    assert claims.verdict(row["delta"], row["se"]) == "within noise (Δ > 0)"
+    spread = claims.spread(x, y)
+    # seed std: SST-2 X sqrt(((-8)^2 + (-4)^2 + 12^2) / 2) = sqrt(112), Y sqrt((36 + 9 + 81) / 2) = sqrt(63);
+    # RTE sqrt(2) both: X is lower on neither task (equal is not lower)
+    assert spread["x"] == pytest.approx((math.sqrt(112) + math.sqrt(2)) / 2)
+    assert spread["y"] == pytest.approx((math.sqrt(63) + math.sqrt(2)) / 2)
+    assert spread["lower"] == 0
+
+
+def test_gated_ap_claims_and_an_equal_seed_std(tmp_path):
+    for method, values in (("unipelt_ap", [70.0, 72.0]), ("unipelt_ap_nogate", [60.0, 62.0])):
+        for seed, score in enumerate(values, start=1):
+            write_run(tmp_path, method=method, seed=seed, score=score)
+    found = {r["claim"]: r for r in claims.claims(build(tmp_path).cells, "minilm-l6", 100)}
+    gate = found["Gates help UniPELT (AP)"]
+    assert gate["text"] == "71.00 vs 61.00 (no gate)" and gate["delta"] == pytest.approx(10.0)
+    assert gate["se"] == pytest.approx(0.0) and gate["verdict"] == "holds"
+    spread = found["Gates lower UniPELT (AP)'s seed std"]
+    # both stds are sqrt(2): equal, so the gate did not lower it
+    assert spread["text"] == f"std {math.sqrt(2):.2f} vs {math.sqrt(2):.2f} (no gate)"
+    assert spread["delta"] == 0.0 and spread["wins"] == 0 and spread["verdict"] == "not lower"
+
+
+def test_best_single_needs_every_task_scored(report):
+    cells = report.cells
+    assert claims.best_single(cells, "minilm-l6", 100, ["sst2", "rte"]) == "lora"  # averages 68, 66.5, 69.5
+    assert claims.best_single(cells, "minilm-l6", 100, ["sst2"], ("adapter", "prefix")) == "adapter"  # 80 vs 71
+    assert claims.best_single(cells, "minilm-l6", 100, ["sst2"], ("adapter", "mam")) == "adapter"  # no MAM runs
+    assert claims.best_single(cells, "minilm-l6", 100, ["sst2", "cola"]) is None  # no member has CoLA
+    assert claims.best_single(cells, "minilm-l6", 100, []) is None  # no tasks: no average to rank by
+
+
+def test_paper_delta_by_hand():
+    # K=100 (Table 1): APL SST-2 82.36, RTE 55.45; adapter 80.48, 52.78; prefix 60.87, 55.96; LoRA 81.56, 55.02
+    # best single by average: LoRA (136.58; adapter 133.26, prefix 116.83), whatever the task order; RTE first,
+    # the best first task would be prefix's 55.96
+    for tasks in (["sst2", "rte"], ["rte", "sst2"]):
+        delta = claims._paper_delta(100, "unipelt_apl", list(claims.SINGLES), tasks)
+        assert delta == pytest.approx((82.36 + 55.45 - 81.56 - 55.02) / 2)  # +0.615
+    assert claims._paper_delta(100, "unipelt_apl", "finetune", []) is None  # no tasks: no mean
+    assert claims._paper_delta(100, "unipelt_apl", "finetune", ["sst2", "wnli"]) is None  # the paper has no WNLI
+    assert claims._paper_delta(100, "dora", "lora", ["sst2"]) is None  # nor DoRA
+
+
+def test_claims_carry_the_per_example_test_where_runs_kept_predictions(tmp_path):
+    import json
+
+    for method, right in (("unipelt_apl", 9), ("unipelt_apl_nogate", 7)):  # 90% and 70% on both seeds
+        for seed in (1, 2):
+            run = write_run(tmp_path, method=method, seed=seed, score=10.0 * right)
+            (run / "predictions").mkdir()
+            preds = [1] * right + [0] * (10 - right)
+            lines = [json.dumps({"idx": i, "label": 1, "pred": p}) for i, p in enumerate(preds)]  # every label 1
+            (run / "predictions" / "test.jsonl").write_text("\n".join(lines) + "\n")
+    report = build(tmp_path)
+    row = {r["claim"]: r for r in claims.claims(report.cells, "minilm-l6", 100)}["Gates help UniPELT (APL)"]
+    assert row["paired"]["delta"] == pytest.approx(20.0)  # 90 - 70 on the whole test set, each seed
+    assert row["paired"]["tasks"] == ["sst2"] and row["paired"]["seeds"] == 2
+    assert 0 < row["paired"]["p"] <= 1
+    grid = claims_grid(report, "minilm-l6", 100)
+    assert "Per-example p" in grid.header
+
+
+def test_a_gated_mix_is_compared_with_its_own_best_member(tmp_path):
+    scores = {
+        "unipelt_mam": [80.0, 82.0],
+        "prefix": [70.0, 72.0],
+        "scaled_parallel_adapter": [75.0, 77.0],
+        "lora": [90.0, 92.0],  # the best single overall, but not a member of MAM
+    }
+    for method, values in scores.items():
+        for seed, score in enumerate(values, start=1):
+            write_run(tmp_path, method=method, seed=seed, score=score)
+    found = {r["claim"]: r for r in claims.claims(build(tmp_path).cells, "minilm-l6", 100)}
+    row = found["Gated MAM beats its best member"]
+    assert row["text"] == "81.00 vs 76.00 (Scaled PA)" and row["delta"] == pytest.approx(5.0)
