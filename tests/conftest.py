@@ -123,3 +123,14 @@ def conf_with_lr(tmp_path, monkeypatch):
         return root
 
     return write
+
+
+def load_script(name: str):
+    """scripts/<name>.py imported as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,22 +3,15 @@ and --write-conf, whose files the config then picks for that backbone and method
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
+from conftest import load_script
 
 from unipelt_cli import config
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("lr_table", REPO / "scripts" / "lr_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def selection(folder: Path, rows: list[tuple[str, float, str, float]], seed: int = 1) -> Path:
@@ -32,7 +25,7 @@ def selection(folder: Path, rows: list[tuple[str, float, str, float]], seed: int
 
 
 def test_the_best_mean_dev_wins_ties_go_to_the_smaller_rate_and_incomplete_rates_do_not_count(tmp_path):
-    lr_table = load_script()
+    lr_table = load_script("lr_table")
     rows = [
         ("adapter", 3e-4, "sst2", 80.0), ("adapter", 3e-4, "rte", 50.0),  # mean 65
         ("adapter", 1e-3, "sst2", 70.0), ("adapter", 1e-3, "rte", 62.0),  # mean 66: wins
@@ -49,13 +42,13 @@ def test_the_best_mean_dev_wins_ties_go_to_the_smaller_rate_and_incomplete_rates
 
 
 def test_seed_2_runs_are_not_selection_runs(tmp_path):
-    lr_table = load_script()
+    lr_table = load_script("lr_table")
     grid = lr_table.load(selection(tmp_path / "sel", [("adapter", 1e-3, "sst2", 80.0)], seed=2))
     assert not grid
 
 
 def test_written_rates_are_what_the_config_picks_for_that_backbone(tmp_path, conf_with_lr):
-    lr_table = load_script()
+    lr_table = load_script("lr_table")
     root = conf_with_lr({})
     written = lr_table.write_conf("mpnet-base", {"adapter": 3e-4, "finetune": 2e-5}, tmp_path, root / "lr")
     assert sorted(p.name for p in written) == ["mpnet-base_adapter.yaml", "mpnet-base_finetune.yaml"]

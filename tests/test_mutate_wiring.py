@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import tomllib
 from pathlib import Path
+
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("mutate_script", REPO / "scripts" / "mutate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_core_module_has_existing_focused_tests():
-    mutate = load_script()
+    mutate = load_script("mutate")
     core = {str(p.relative_to(REPO)) for d in ("pelt", "data") for p in (REPO / "unipelt_cli" / d).glob("*.py")}
     core = {p for p in core if not p.endswith("__init__.py")}
     core |= {f"unipelt_cli/{m}" for m in ("train.py", "metrics.py", "identity.py")}
@@ -29,7 +23,7 @@ def test_every_core_module_has_existing_focused_tests():
 
 
 def test_scratch_copy_configures_mutmut_for_the_chosen_module(tmp_path):
-    mutate = load_script()
+    mutate = load_script("mutate")
     work = tmp_path / "work"
     mutate.scratch_copy(REPO, work, ["unipelt_cli/metrics.py"], ["tests/test_metrics.py"])
     section = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]
