@@ -226,3 +226,37 @@ def _as_outputs(folder: Path) -> Path:
     root.mkdir()
     (root / "runs").symlink_to(folder)
     return root
+
+
+def test_the_hash_of_a_canonical_config_is_pinned():
+    """The identity is sha256 of the canonical config as compact JSON with sorted keys: a change of
+    format would re-key every finished run, so the exact bytes are pinned (and key order is free)."""
+    blob = '{"a":1,"b":{"c":[1,2],"d":"x"}}'
+    expected = hashlib.sha256(blob.encode()).hexdigest()
+    assert identity.digest({"b": {"d": "x", "c": [1, 2]}, "a": 1}) == expected  # no bookkeeping key: none to drop
+    assert identity.digest({"a": 1, "b": {"c": [1, 2], "d": "x"}, "runtime": {"threads": 2}}) == expected
+
+
+def test_a_gate_kind_counts_only_for_an_enabled_gated_submodule():
+    pelt = {
+        "lora": {"enabled": False, "gate": True, "gate_type": "scalar"},  # gated but off
+        "adapter": {"enabled": True, "gate": False, "gate_type": "scalar"},  # on but ungated
+        "gate": {"scalar": {"init": 1.0}},
+    }
+    assert identity.canonical({"pelt": pelt})["pelt"] == {"adapter": pelt["adapter"]}
+
+
+def test_an_option_whose_neutral_value_is_null_is_dropped_at_null():
+    config = {"pelt": {"lora": {"enabled": True, "init": None}}}
+    assert identity.canonical(config, {"pelt.lora.init": None}) == {"pelt": {"lora": {"enabled": True}}}
+    assert identity.canonical(config, {"pelt.lora.absent": None}) == config  # absent: nothing to drop
+
+
+def test_a_run_folders_identity_from_its_files():
+    config = {"seed": 1, "logger": ["csv"]}
+    v2 = {"identity_version": identity.VERSION, "config_hash": "abc"}
+    assert identity.of_run_files(v2, None, config) == "abc"  # what a v2 run recorded
+    assert identity.of_run_files(None, v2, config) == "abc"  # a run still going: its status.json
+    assert identity.of_run_files({"config_hash": "v1hash"}, None, config) == identity.digest(config)  # v1
+    assert identity.of_run_files({**v2, "config_hash": ""}, None, config) == identity.digest(config)
+    assert identity.of_run_files(None, None, None) is None
