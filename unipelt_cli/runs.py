@@ -80,9 +80,14 @@ def _read_data(path: Path):
 
 def folder_identity(run_dir: Path) -> str | None:
     """The identity a run folder was trained under (unipelt_cli/identity.py), from its files."""
+    return _identity(run_dir, _read_data(run_dir / RESULT_FILE))
+
+
+def _identity(run_dir: Path, result) -> str | None:
+    """folder_identity, given the folder's result.json as already read (any data, or None)."""
     from unipelt_cli import identity
 
-    result, status = _read_data(run_dir / RESULT_FILE), _read_data(run_dir / STATUS_FILE)
+    status = _read_data(run_dir / STATUS_FILE)
     result, status = (x if isinstance(x, dict) else None for x in (result, status))
     found = identity.of_run_files(result, status, None)
     if found is None:
@@ -115,9 +120,9 @@ def index(outputs: Path, write_cache: bool = False) -> dict[str, str]:
         hit = known.get(folder.name)
         if isinstance(hit, list) and len(hit) == 3 and hit[0] == signature:
             key, rank = hit[1], (bool(hit[2][0]), bool(hit[2][1]))
-        else:
-            key = folder_identity(folder)
-            result = read_result(folder)
+        else:  # result.json read once: for the identity a v2 run recorded, and for whether it finished
+            raw = _read_data(folder / RESULT_FILE)
+            key, result = _identity(folder, raw), usable_result(raw)
             rank = (result is not None, bool(result and result.get("identity_version")))
         seen[folder.name] = [signature, key, list(rank)]
         if key is None:
@@ -219,6 +224,11 @@ def read_result(run_dir: Path) -> dict | None:
         data = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return usable_result(data)
+
+
+def usable_result(data) -> dict | None:
+    """`data` (a result.json as read, or None) if it is a usable finished result, else None."""
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         return None
     if not all(key in data for key in RESULT_KEYS):
