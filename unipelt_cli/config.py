@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from unipelt_cli.errors import UserError
-from unipelt_cli.identity import BOOKKEEPING
+from unipelt_cli.identity import BOOKKEEPING, lookup
 
 # Keys that change where or how fast a run happens, never its numbers: excluded from the run identity.
 BOOKKEEPING_KEYS = BOOKKEEPING
@@ -307,10 +307,7 @@ def validate(cfg) -> None:
     data = cfg if isinstance(cfg, dict) else to_dict(cfg)
 
     def select(key: str):
-        node = data
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        return node
+        return lookup(data, key)  # None where absent
 
     for key, allowed in CHOICES.items():
         value = select(key)

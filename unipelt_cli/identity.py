@@ -42,7 +42,8 @@ def _pop(tree: dict, dotted: str) -> None:
     node.pop(leaf, None)
 
 
-def _get(tree: dict, dotted: str, missing: object) -> Any:
+def lookup(tree: dict, dotted: str, missing: object = None) -> Any:
+    """tree["a"]["b"] for "a.b", or `missing` where a key is absent or a parent is not a mapping."""
     node: Any = tree
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -79,7 +80,7 @@ def canonical(config: Mapping, neutral: Mapping[str, Any] | None = None) -> dict
             pelt["gate"] = {kind: opts for kind, opts in gate_kinds.items() if kind in kinds_used}
     missing = object()
     for key, value in (neutral or {}).items():
-        found = _get(data, key, missing)
+        found = lookup(data, key, missing)
         if found is not missing and found == value and type(found) is type(value):
             _pop(data, key)
     return _prune_empty(data)

@@ -10,9 +10,10 @@ the first job's resolved config to derive every job's config as a plain dict:
 
 That is the full compose's result when no two axes change the same key: a value override is applied
 after every config group, and each group's file is merged on its own, so changes to disjoint keys
-commute. The planner checks that the deltas of different axes are disjoint, and that no option file
+commute. The planner checks that the deltas of different axes are disjoint, that no option file
 has a defaults list of its own (through which one choice could pull in files that depend on
-another); every derived config gets the value checks a composed one gets (`config.validate`); and
+another), and that at most one of the groups the primary defaults link (`lr: ${backbone}_${method}`)
+varies in the grid; every derived config gets the value checks a composed one gets (`config.validate`); and
 the grid's last job, which differs from the first on every axis, is composed in full and compared.
 If any of that fails, `plan` gives None and the caller composes every job as before.
 
