@@ -120,13 +120,15 @@ def registry_state(monkeypatch):
 
     tables = [registry.SUBMODULES, registry.ORIGINS, plugins.DEFAULTS, plugins.FAILED]
     saved = [dict(t) for t in tables]
-    loaded, modules = set(plugins.LOADED), set(sys.modules)
+    sets = [plugins.LOADED, plugins.FOLDERS]
+    kept, modules = [set(t) for t in sets], set(sys.modules)
     yield plugins
     for table, before in zip(tables, saved, strict=True):
         table.clear()
         table.update(before)
-    plugins.LOADED.clear()
-    plugins.LOADED.update(loaded)
+    for table, before in zip(sets, kept, strict=True):
+        table.clear()
+        table.update(before)
     for name in set(sys.modules) - modules:
         del sys.modules[name]
 
@@ -153,9 +155,14 @@ def test_entry_points_load_with_their_origin_and_defaults(registry_state, tmp_pa
     assert SUBMODULES["fake_one"] is sys.modules["fake_pelt.one"].P_fake_one
     assert plugins.DEFAULTS == {name: site / "fake_pelt" / f"{name}.yaml" for name in ("fake_a", "fake_b", "fake_one")}
     assert plugins.FAILED == {}
+    assert plugins.plugin_dirs() == [str(site / "fake_pelt")]  # whose files key the cached declarations
     conf = Path("/no/such/conf")
-    assert plugins.defaults_file("fake_a", conf) == site / "fake_pelt" / "fake_a.yaml"
-    assert plugins.defaults_file("adapter", conf) == conf / "pelt" / "adapter.yaml"
+    from unipelt_cli.declared import declared
+
+    known = declared()
+    assert known.live
+    assert known.defaults_file("fake_a", conf) == site / "fake_pelt" / "fake_a.yaml"
+    assert known.defaults_file("adapter", conf) == conf / "pelt" / "adapter.yaml"
 
     from unipelt_cli.config import pelt_schema
 

@@ -168,8 +168,9 @@ def pelt_schema():
     """{gate_pooling, <submodule>: Options typed by its dataclass, valued by conf/pelt/<name>.yaml}."""
     from omegaconf import OmegaConf
 
-    from unipelt_cli.pelt import GATES, SUBMODULES
-    from unipelt_cli.pelt.plugins import defaults_file
+    from unipelt_cli.declared import declared
+
+    known = declared()
 
     def typed(options_cls, defaults: Path):
         node = OmegaConf.structured(options_cls)
@@ -177,12 +178,12 @@ def pelt_schema():
 
     node = {"gate_pooling": "masked"}  # masked: real tokens only; all: every padded position
     node["gate"] = {  # options of the gate kinds that have some: pelt.gate.<kind>.<option>
-        kind: typed(cls.Options, conf_dir() / "pelt" / "gate" / f"{kind}.yaml")
-        for kind, cls in GATES.items()
-        if cls.Options is not None
+        kind: typed(options, conf_dir() / "pelt" / "gate" / f"{kind}.yaml")
+        for kind, options in known.gates.items()
+        if options is not None
     }
-    for name, part in SUBMODULES.items():
-        node[name] = typed(part.Options, defaults_file(name, conf_dir()))
+    for name, options in known.submodules.items():
+        node[name] = typed(options, known.defaults_file(name, conf_dir()))
     return node
 
 
@@ -341,7 +342,7 @@ def validate(cfg) -> None:
     if not 0 <= train["warmup_ratio"] < 1:
         raise UserError(f"train.warmup_ratio={train['warmup_ratio']} must be in [0, 1): e.g. 0.06")
     task_spec(data)
-    enabled = [name for name, opts in pelt_options(data).items() if opts.enabled]
+    enabled = checked_pelt(data)
     if method["finetune"] and enabled:
         raise UserError(
             f"method {method['name']} fine-tunes every weight, so PELT submodules ({', '.join(enabled)}) "
@@ -355,29 +356,47 @@ def validate(cfg) -> None:
         )
 
 
-def pelt_options(cfg) -> dict:
-    """{name: Options dataclass} for every registered submodule; Options validate their values.
-    `cfg` is a composed config or its plain-dict form."""
+def _pelt_section(cfg) -> dict:
+    """The pelt section as a plain dict; UserError for a pooling or an enabled submodule we do not have."""
     import copy
 
     from omegaconf import OmegaConf
 
-    from unipelt_cli.pelt import GATE_POOLING, SUBMODULES
+    from unipelt_cli.declared import declared
 
+    known = declared()
     pelt = copy.deepcopy(cfg["pelt"]) if isinstance(cfg, dict) else OmegaConf.to_container(cfg.pelt)
-    if pelt["gate_pooling"] not in GATE_POOLING:
+    if pelt["gate_pooling"] not in known.gate_pooling:
         raise UserError(
-            f"pelt.gate_pooling={pelt['gate_pooling']} is not allowed: choose one of {', '.join(GATE_POOLING)}"
+            f"pelt.gate_pooling={pelt['gate_pooling']} is not allowed: choose one of {', '.join(known.gate_pooling)}"
         )
-    unknown = [k for k, v in pelt.items() if k not in SUBMODULES and isinstance(v, dict) and v.get("enabled")]
+    unknown = [k for k, v in pelt.items() if k not in known.submodules and isinstance(v, dict) and v.get("enabled")]
     if unknown:
         raise UserError(
             f"this config enables PELT submodule {', '.join(unknown)}, which is not installed: install the package "
             "that provides it (installed ones: unipelt ls pelt)"
         )
     # a submodule registered after a run was made is absent from its stored config: off
-    stored = {name: pelt.get(name) for name in SUBMODULES}
-    return {name: SUBMODULES[name].Options(**(v or {})) for name, v in stored.items()}
+    return {name: pelt.get(name) or {} for name in known.submodules}
+
+
+def checked_pelt(cfg) -> list[str]:
+    """The names of the enabled submodules, after each submodule's own Options checks its values
+    (values it accepted before are not checked again: unipelt_cli/declared.py)."""
+    from unipelt_cli.declared import check_options
+
+    stored = _pelt_section(cfg)
+    for name, values in stored.items():
+        check_options(name, values)
+    return [name for name, values in stored.items() if values.get("enabled", False)]
+
+
+def pelt_options(cfg) -> dict:
+    """{name: Options dataclass} for every registered submodule; Options validate their values.
+    `cfg` is a composed config or its plain-dict form."""
+    from unipelt_cli.pelt import SUBMODULES
+
+    return {name: SUBMODULES[name].Options(**values) for name, values in _pelt_section(cfg).items()}
 
 
 def gate_options(cfg) -> dict:
@@ -419,8 +438,9 @@ def neutral_values() -> dict:
     import dataclasses
     import typing
 
-    from unipelt_cli.pelt import GATES, SUBMODULES
+    from unipelt_cli.declared import declared
 
+    known = declared()
     found: dict = {}
 
     def walk(cls, prefix: str) -> None:
@@ -432,11 +452,11 @@ def neutral_values() -> dict:
                 walk(hints[f.name], f"{prefix}{f.name}.")
 
     walk(Config, "")
-    for name, part in SUBMODULES.items():
-        walk(part.Options, f"pelt.{name}.")
-    for kind, gate in GATES.items():
-        if dataclasses.is_dataclass(getattr(gate, "Options", None)):
-            walk(gate.Options, f"pelt.gate.{kind}.")
+    for name, options in known.submodules.items():
+        walk(options, f"pelt.{name}.")
+    for kind, options in known.gates.items():
+        if dataclasses.is_dataclass(options):
+            walk(options, f"pelt.gate.{kind}.")
     return found
 
 

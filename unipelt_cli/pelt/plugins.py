@@ -26,6 +26,7 @@ GROUP = "unipelt.pelt"
 DEFAULTS: dict[str, Path] = {}  # plugin submodule name -> its YAML defaults
 FAILED: dict[str, str] = {}  # entry point -> why it could not be loaded
 LOADED: set[str] = set()  # entry point values already imported
+FOLDERS: set[str] = set()  # folders of the plugin modules imported (their files key unipelt_cli/declared.py's cache)
 
 
 def load_plugins() -> None:
@@ -42,11 +43,11 @@ def load_plugins() -> None:
             FAILED[ep.name] = f"{dist}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
             print(f"warning: PELT plugin {ep.name} ({dist}) failed to load: {FAILED[ep.name]}", file=sys.stderr)
             continue
+        FOLDERS.add(str(Path(module.__file__).resolve().parent))
         for name in sorted(set(SUBMODULES) - before):
             ORIGINS[name] = f"plugin {dist} ({ep.value})"
             DEFAULTS[name] = Path(module.__file__).with_name(f"{name}.yaml")
 
 
-def defaults_file(name: str, conf_dir: Path) -> Path:
-    """A submodule's YAML defaults: conf/pelt/<name>.yaml for ours, the plugin's own file otherwise."""
-    return DEFAULTS.get(name, conf_dir / "pelt" / f"{name}.yaml")
+def plugin_dirs() -> list[str]:
+    return sorted(FOLDERS)
