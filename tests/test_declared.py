@@ -89,8 +89,13 @@ def test_option_values_are_checked_for_real_unless_accepted_before(cache, monkey
     declared.check_options("lora", good)  # remembered: not checked again
     declared.check_options("lora", {"enabled": True, "rank": 5})  # new values: checked
     assert calls == [1]
-    stored = json.loads(declared.cache_file().read_text())["entries"][declared._loaded["key"]]["accepted"]
-    assert declared._token("lora", {"enabled": True, "rank": 5}) in stored
+    key = declared._loaded["key"]
+    stored = json.loads(declared.cache_file().read_text())["entries"][key]["accepted"]
+    assert declared._token("lora", {"enabled": True, "rank": 5}) not in stored  # written at exit
+    declared._save()
+    stored = json.loads(declared.cache_file().read_text())["entries"][key]
+    assert declared._token("lora", {"enabled": True, "rank": 5}) in stored["accepted"]
+    assert "save_at_exit" not in stored
 
 
 def test_key_changes_with_plugin_files_and_installs(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ that register their own submodules), the live registry is used and nothing is ca
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
@@ -161,17 +162,26 @@ def _write_fresh() -> dict | None:
 
 
 def _remember(token: str) -> None:
+    """Add `token` to the accepted values; the file is written once, when the process exits (a
+    sweep plan checks hundreds of configs)."""
     if token in _loaded["accepted"]:
         return
     _loaded["accepted"] = (_loaded["accepted"] + [token])[-MEMO_LIMIT:]
-    _save()
+    if not _loaded.get("save_at_exit"):
+        _loaded["save_at_exit"] = True
+        atexit.register(_save_at_exit)
+
+
+def _save_at_exit() -> None:
+    if _loaded.get("save_at_exit") and _loaded.get("key"):  # still this entry (tests swap it)
+        _save()
 
 
 def _save() -> None:
     """Write this process's entry into the file atomically (the other entries kept, oldest
     dropped); a cache that cannot be written is only slower, never an error."""
     entries = {k: v for k, v in _read_file().items() if k != _loaded["key"]}
-    entries[_loaded["key"]] = {k: v for k, v in _loaded.items() if k != "key"}  # last = most recent
+    entries[_loaded["key"]] = {k: v for k, v in _loaded.items() if k not in ("key", "save_at_exit")}  # last: newest
     entries = dict(list(entries.items())[-ENTRIES:])
     path = cache_file()
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
