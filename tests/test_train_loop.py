@@ -162,7 +162,8 @@ def test_callbacks_get_the_step_total_loss_and_the_rate_used():
     fit(tiny_model(), toy(32, 0), toy(8, 1), loop, on_step=lambda *a: steps.append(a), on_log=lambda *a: logs.append(a))
     assert [s[:2] for s in steps] == [(i, 8) for i in range(1, 9)]
     assert [lg[0] for lg in logs] == list(range(1, 9))
-    assert [lg[2] for lg in logs] == pytest.approx([0.05, 0.1, 0.1, 5 / 6 * 0.1, 4 / 6 * 0.1, 0.05, 2 / 6 * 0.1, 0.1 / 6])
+    warm_then_decay = [0.05, 0.1, 0.1, 5 / 6 * 0.1, 4 / 6 * 0.1, 0.05, 2 / 6 * 0.1, 0.1 / 6]
+    assert [lg[2] for lg in logs] == pytest.approx(warm_then_decay)
     assert all(isinstance(s[2], float) and s[2] == lg[1] and s[2] > 0 for s, lg in zip(steps, logs, strict=True))
 
 
