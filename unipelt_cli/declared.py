@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -64,8 +65,14 @@ def declared() -> Declared:
     if not live_registry_imported():
         cached = _read_cache()
         if cached is not None:
-            return _from_json(cached["declared"])
+            return _rebuilt(cached["key"])
     return _live()
+
+
+@functools.lru_cache(maxsize=4)
+def _rebuilt(key: str) -> Declared:
+    """The cached entry's declarations as dataclasses, built once per process (`key` names the entry)."""
+    return _from_json(_loaded["declared"])
 
 
 def check_options(name: str, values: dict) -> None:
