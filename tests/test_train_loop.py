@@ -295,3 +295,5 @@ def test_autocast_is_bf16_only_when_asked():
     with autocast(cpu, False):
         assert not torch.is_autocast_enabled("cpu")
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    # bf16 on every device: CUDA's autocast would default to float16 (checked without a GPU: disabled)
+    assert autocast(torch.device("cuda"), False).fast_dtype == torch.bfloat16
