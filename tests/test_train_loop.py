@@ -297,3 +297,18 @@ def test_autocast_is_bf16_only_when_asked():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     # bf16 on every device: CUDA's autocast would default to float16 (checked without a GPU: disabled)
     assert autocast(torch.device("cuda"), False).fast_dtype == torch.bfloat16
+
+
+def test_a_loss_that_is_not_finite_stops_training_naming_the_step():
+    from unipelt_cli.train import Diverged
+
+    class BlowsUp(Recorder):
+        def forward(self, **batch):
+            out = super().forward(**batch)
+            if self.training and len(self.seen) == 2:
+                out.logits = out.logits * float("nan")
+            return out
+
+    torch.set_num_threads(1)
+    with pytest.raises(Diverged, match=r"^loss became nan at step 2$"):
+        fit(BlowsUp(tiny_model()), toy(32, 0), toy(8, 1), args())
