@@ -247,8 +247,35 @@ def main() -> None:
     if "--update-docs" in sys.argv:
         doc = DOCS.read_text()
         head, _, rest = doc.partition(START)
-        _, _, tail = rest.partition(END)
+        old, _, tail = rest.partition(END)
+        if only:  # some sections: replace those in the block, keep the others and their date
+            text = merge_sections(old.strip("\n"), text, f"python bench/run.py {' '.join(sorted(only))}")
         DOCS.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+
+
+def _sections(block: str) -> tuple[list[str], dict[str, list[str]]]:
+    """(lines before the first section, {"## N.": that section's lines}) of a figures block."""
+    head: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current = head
+    for line in block.splitlines():
+        if line.startswith("## ") and line.split()[1].rstrip(".").isdigit():
+            current = sections.setdefault(line.split()[1], [])
+        current.append(line)
+    return head, sections
+
+
+def merge_sections(old: str, new: str, command: str) -> str:
+    """The old figures block with the sections that `new` measured put in their place (or added
+    at the end), and a line saying which sections were re-measured when, with which command."""
+    old_head, old_sections = _sections(old)
+    new_head, new_sections = _sections(new)
+    when = next((ln for ln in new_head if ln.startswith("Measured ")), "Measured now").split(" with ")[0]
+    names = ", ".join(k.rstrip(".") for k in new_sections)
+    note = f"Section{'s' if len(new_sections) > 1 else ''} {names} re-measured {when.removeprefix('Measured ')} with `{command} --update-docs`."
+    head = [ln for ln in old_head if ln.strip()] + [note, ""]
+    merged = {**old_sections, **new_sections}
+    return "\n".join(head + [ln for lines in merged.values() for ln in lines])
 
 
 if __name__ == "__main__":

@@ -33,19 +33,26 @@ PAPER_TASKS = "task=sst2,mrpc,cola,rte,stsb"  # the tasks whose K=100 runs resul
 CHILD = """
 import json, os, resource, sys, time
 from unipelt_cli.cli import main
+def peak_mib():
+    # VmHWM: this process's own peak. ru_maxrss would also count the parent's pages before exec
+    # (Linux carries the high-water mark across fork + exec), e.g. a bench process holding models.
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if os.environ.get("BENCH_FIRST_STEP"):
     import unipelt_cli.experiment as experiment
     fit = experiment.fit
     def first_step(*args, on_step=None, **kwargs):
         def step(*a, **k):
-            usage = resource.getrusage(resource.RUSAGE_SELF)
             print(json.dumps({"first_step": time.time() - float(os.environ["BENCH_START"]),
-                              "rss_mib": usage.ru_maxrss / 1024}), flush=True)
+                              "rss_mib": peak_mib()}), flush=True)
             os._exit(0)
         return fit(*args, on_step=step, **kwargs)
     experiment.fit = first_step
 code = main(sys.argv[1:])
-print(json.dumps({"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+print(json.dumps({"rss_mib": peak_mib()}), flush=True)
 sys.exit(code)
 """
 
