@@ -191,7 +191,8 @@ def test_two_sweeps_at_once_share_the_work(tmp_path, tiny_backbone, tiny_glue):
 
 def test_parallel_workers_stop_on_ctrl_c_and_resume(tmp_path, tiny_backbone, tiny_glue):
     out = tmp_path / "out"
-    grid = ("task=sst2", "seed=1,2,3", "train.epochs=40", "train.patience=100", "-j", "2")
+    # runs of ~20 s on 2 cores: Ctrl-C must land while they train, well after the test sees them start
+    grid = ("task=sst2", "seed=1,2,3", "train.epochs=120", "train.patience=1000", "-j", "2")
     proc = start_sweep(out, tiny_backbone, tiny_glue, *grid)
 
     def in_flight():
