@@ -49,8 +49,16 @@ def sweep(out: Path, backbone, glue, *args, expect=0):
 
 
 def start_sweep(out: Path, backbone, glue, *args) -> subprocess.Popen:
+    """The sweep as a terminal starts it: SIGINT at its default even where the tests run as a shell's
+    background job (`cmd &` in a script ignores SIGINT, and children inherit that: Ctrl-C would be lost)."""
     cmd = [sys.executable, "-m", "unipelt_cli", "sweep", "--outputs", str(out), *tiny_overrides(backbone, glue)]
-    return subprocess.Popen(cmd + one_thread(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd + one_thread(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def run_dirs(out: Path) -> list[Path]:
@@ -191,7 +199,7 @@ def test_two_sweeps_at_once_share_the_work(tmp_path, tiny_backbone, tiny_glue):
 
 def test_parallel_workers_stop_on_ctrl_c_and_resume(tmp_path, tiny_backbone, tiny_glue):
     out = tmp_path / "out"
-    # runs of ~20 s on 2 cores: Ctrl-C must land while they train, well after the test sees them start
+    # runs of several seconds: Ctrl-C lands while they train, well after the test sees them start
     grid = ("task=sst2", "seed=1,2,3", "train.epochs=120", "train.patience=1000", "-j", "2")
     proc = start_sweep(out, tiny_backbone, tiny_glue, *grid)
 
