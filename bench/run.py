@@ -272,7 +272,8 @@ def merge_sections(old: str, new: str, command: str) -> str:
     new_head, new_sections = _sections(new)
     when = next((ln for ln in new_head if ln.startswith("Measured ")), "Measured now").split(" with ")[0]
     names = ", ".join(k.rstrip(".") for k in new_sections)
-    note = f"Section{'s' if len(new_sections) > 1 else ''} {names} re-measured {when.removeprefix('Measured ')} with `{command} --update-docs`."
+    plural = "s" if len(new_sections) > 1 else ""
+    note = f"Section{plural} {names} re-measured {when.removeprefix('Measured ')} with `{command} --update-docs`."
     head = [ln for ln in old_head if ln.strip()] + [note, ""]
     merged = {**old_sections, **new_sections}
     return "\n".join(head + [ln for lines in merged.values() for ln in lines])
