@@ -312,3 +312,24 @@ def test_a_loss_that_is_not_finite_stops_training_naming_the_step():
     torch.set_num_threads(1)
     with pytest.raises(Diverged, match=r"^loss became nan at step 2$"):
         fit(BlowsUp(tiny_model()), toy(32, 0), toy(8, 1), args())
+
+
+def test_every_evaluation_gives_the_heap_back(monkeypatch):
+    from unipelt_cli import memory
+
+    calls = []
+    monkeypatch.setattr(memory, "release", lambda: calls.append(1) or True)
+    result = fit(tiny_model(), toy(16, 0), toy(8, 1), args(epochs=1, eval_every=1))
+    assert len(calls) == len(result.history) == 2  # one trim after each dev evaluation
+
+
+def test_release_calls_malloc_trim_where_the_c_library_has_it(monkeypatch):
+    from unipelt_cli import memory
+
+    asked = []
+    monkeypatch.setattr(memory, "_trim", lambda: lambda pad: asked.append(pad) or 1)
+    assert memory.release() is True and asked == [0]
+    monkeypatch.setattr(memory, "_trim", lambda: lambda pad: 0)
+    assert memory.release() is False  # nothing was given back
+    monkeypatch.setattr(memory, "_trim", lambda: None)
+    assert memory.release() is False  # no malloc_trim (not glibc)

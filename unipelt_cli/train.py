@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from unipelt_cli import checkpoint
+from unipelt_cli import checkpoint, memory
 from unipelt_cli.data.encode import Encoded, batches
 from unipelt_cli.metrics import compute_metrics
 from unipelt_cli.model import restore_state, trained_state
@@ -100,6 +100,7 @@ def predict_logits(model, enc: Encoded, args: LoopArgs) -> np.ndarray:
             if out is None:
                 out = np.zeros((len(enc), logits.shape[-1]), dtype=np.float32)
             out[idx] = logits.cpu().numpy()
+    memory.release()  # the evaluation's freed blocks go back to the OS, not into the training steps' heap
     return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
 
