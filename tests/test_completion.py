@@ -44,7 +44,10 @@ def ask(shell: str, line: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_completes_commands_groups_options_and_formats(tmp_path):
-    shown = subprocess.run([UNIPELT, "--show-completion", "bash"], capture_output=True, text=True)
+    # Typer finds the shell among the process's ancestors: ask from a bash, as a user would (a job
+    # started without a shell above it, e.g. by nohup from a dead parent, would get "Shell  not supported")
+    asked = f'"{UNIPELT}" --show-completion; status=$?; exit $status'  # not a lone command: bash would exec it
+    shown = subprocess.run(["bash", "-c", asked], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr  # say why, should it fail
     script = shown.stdout
     (tmp_path / "unipelt.sh").write_text(script)
