@@ -39,7 +39,6 @@ from unipelt_cli.model import (
     store_frozen_linears,
     trained_state,
 )
-from unipelt_cli.pelt.cast import cast_attention_inputs
 from unipelt_cli.provenance import provenance
 from unipelt_cli.train import Diverged, LoopArgs, fit, from_logits, predict_logits, seed_everything
 
@@ -258,7 +257,6 @@ def setup(cfg, outputs: Path):
     args = loop_args(cfg, spec, device, tokenizer.pad_token_id or 0)
     if args.bf16:
         store_frozen_linears(model, torch.bfloat16)
-        cast_attention_inputs(model)
     if cfg.train.fast_dropout and device.type == "cpu":
         use_fast_dropout(model)
     return spec, data, model, args

@@ -18,7 +18,6 @@ from torch import nn
 
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import arch as archmod
-from unipelt_cli.pelt.cast import to_autocast
 from unipelt_cli.pelt.gate import GATES, make_gate
 from unipelt_cli.pelt.registry import Context, PerLayer, check_choice, check_positive, register
 
@@ -53,7 +52,6 @@ class Adapter(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, T, d) -> gated up-projection (B, T, d)."""
-        z = to_autocast(z)  # the down projection and the gate both read it: round it once
         up = self.up(ACTIVATIONS[self.activation](self.down(z)))
         if self.gate is not None:
             up = self.gate(z, self.ctx.mask) * up  # (B, 1, 1) * (B, T, d)

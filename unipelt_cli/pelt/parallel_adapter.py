@@ -26,7 +26,6 @@ from torch import nn
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import arch as archmod
 from unipelt_cli.pelt.adapter import ACTIVATIONS
-from unipelt_cli.pelt.cast import to_autocast
 from unipelt_cli.pelt.gate import GATES, make_gate
 from unipelt_cli.pelt.registry import Context, Part, check_choice, check_positive, register
 
@@ -82,7 +81,6 @@ class ParallelAdapter(nn.Module):
         x, self.x = self.x, None
         if x is None:
             raise RuntimeError("parallel adapter: the sublayer input was not captured before its LayerNorm")
-        x = to_autocast(x)  # the down projection and the gate both read it: round it once
         out = self.up(ACTIVATIONS[self.activation](self.down(x))) * self.scale.to(x.dtype)  # (B, T, d)
         if self.gate is not None:
             out = self.gate(x, self.ctx.mask) * out  # (B, 1, 1) * (B, T, d)

@@ -26,7 +26,6 @@ How it attaches (not through past_key_values, which cannot carry a per-example g
 """
 
 import sys
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from types import MethodType
@@ -37,7 +36,6 @@ from torch import nn
 from unipelt_cli.errors import UserError
 from unipelt_cli.pelt import arch as archmod
 from unipelt_cli.pelt import mpnet
-from unipelt_cli.pelt.cast import to_autocast
 from unipelt_cli.pelt.gate import GATES, make_gate
 from unipelt_cli.pelt.registry import Context, Part, check_choice, check_positive, register
 
@@ -158,16 +156,11 @@ class PrefixSet(Part):
         return part
 
     def all_vectors(self) -> torch.Tensor:
-        """P_all: (n_layers, 2, L, d), from the MLP or the fixed vectors; fp32 even under autocast.
-
-        The MLP's output has 2 n d L numbers (46,080 for MiniLM) but its last weight 2 n d m
-        (2.4 million): under bf16 autocast, rounding that weight every step cost more than the MLP."""
+        """P_all: (n_layers, 2, L, d), from the MLP or the fixed vectors."""
         if self.vectors is not None:
             return self.vectors
         n_layers, _, length, dim = self.vector_shape
-        device = self.embedding.weight.device.type
-        with torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext():
-            p = self.mlp(self.embedding.weight)  # (L, 2 n d)
+        p = self.mlp(self.embedding.weight)  # (L, 2 n d)
         return p.view(length, n_layers, 2, dim).permute(1, 2, 0, 3)
 
     def fix(self) -> None:
@@ -181,7 +174,7 @@ class PrefixSet(Part):
         self.current = None
 
     def begin(self) -> None:
-        self.current = to_autocast(self.all_vectors())  # rounded once a forward pass, not once a layer
+        self.current = self.all_vectors()
 
     def before_attention(self, i: int, attention: nn.Module, args: tuple, kwargs: dict) -> None:
         """Forward pre-hook on layer i's self-attention: compute its gated prefix keys and values."""
