@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -265,6 +266,12 @@ def _sections(block: str) -> tuple[list[str], dict[str, list[str]]]:
     return head, sections
 
 
+def _superseded(line: str, measured: dict) -> bool:
+    """An older "Section(s) N re-measured ..." line whose sections are all measured again now."""
+    found = re.match(r"Sections? ([\d, ]+) re-measured ", line)
+    return bool(found) and all(f"{n.strip()}." in measured for n in found.group(1).split(","))
+
+
 def merge_sections(old: str, new: str, command: str) -> str:
     """The old figures block with the sections that `new` measured put in their place (or added
     at the end), and a line saying which sections were re-measured when, with which command."""
@@ -274,7 +281,7 @@ def merge_sections(old: str, new: str, command: str) -> str:
     names = ", ".join(k.rstrip(".") for k in new_sections)
     plural = "s" if len(new_sections) > 1 else ""
     note = f"Section{plural} {names} re-measured {when.removeprefix('Measured ')} with `{command} --update-docs`."
-    head = [ln for ln in old_head if ln.strip()] + [note, ""]
+    head = [ln for ln in old_head if ln.strip() and not _superseded(ln, new_sections)] + [note, ""]
     merged = {**old_sections, **new_sections}
     return "\n".join(head + [ln for lines in merged.values() for ln in lines])
 

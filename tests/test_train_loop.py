@@ -333,3 +333,12 @@ def test_release_calls_malloc_trim_where_the_c_library_has_it(monkeypatch):
     assert memory.release() is False  # nothing was given back
     monkeypatch.setattr(memory, "_trim", lambda: None)
     assert memory.release() is False  # no malloc_trim (not glibc)
+
+
+def test_the_onednn_primitive_cache_is_capped_unless_the_user_chose(monkeypatch):
+    from unipelt_cli import memory
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    assert memory.limit_primitive_cache() == "64" == str(memory.PRIMITIVE_CACHE)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")
+    assert memory.limit_primitive_cache() == "1024"  # the user's setting wins

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unipelt_cli import checkpoint, pelt, predictions, runs, runstate
+from unipelt_cli import checkpoint, memory, pelt, predictions, runs, runstate
 from unipelt_cli import config as config_mod
 from unipelt_cli.data.encode import Encoded, encode
 from unipelt_cli.data.glue import load_task
@@ -244,6 +244,7 @@ def loop_args(cfg, spec, device: torch.device, pad_id: int = 0) -> LoopArgs:
 
 def setup(cfg, outputs: Path):
     """Everything train and eval share: threads, device, task, tokenizer, data, model, loop args."""
+    memory.limit_primitive_cache()  # before the first matmul, which is when oneDNN reads it
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
     device = pick_device(cfg.runtime.device)
