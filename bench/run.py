@@ -4,7 +4,8 @@ in fresh child processes), printed and written to outputs/bench/figures.md.
     python bench/run.py                 # all sections (about 10 minutes on 2 cores)
     python bench/run.py --update-docs   # also replace the figures block of docs/PERFORMANCE.md
     python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, trackers, e2e, mpnet,
-                                        # plan, cfg, startup (bench/startup.py: fresh processes, CPU seconds)
+                                        # packing, plan, cfg, startup (bench/startup.py: fresh processes, CPU s)
+    python bench/run.py compile         # torch.compile's cost and gain (only when named: minutes of compiling)
     BENCH_ROUNDS=9 python bench/run.py  # more rounds of interleaved passes (default 5)
 
 Needs the real GLUE folder (UNIPELT_GLUE_DIR, or ../shared/data/glue beside the checkout).
@@ -24,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import e2e, evaluation, mpnet, startup, steps, trackers  # noqa: E402
+from bench import e2e, evaluation, levers, mpnet, startup, steps, trackers  # noqa: E402
 from bench.common import BATCHES, OUT, PRESETS, fmt_spread, matmul_peak  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -187,6 +188,29 @@ def section_trackers(lines: list[str]) -> None:
               f" {100 * r['overhead']:+.1f}% (noisier: other processes share the CPUs).", ""]  # fmt: skip
 
 
+def section_packing(lines: list[str]) -> None:
+    """The upper bound of packing R runs into one process: per-example step time at batch 16 R."""
+    lines += ["## 8. Packing runs, its upper bound: UniPELT APL train step (SST-2 K=1000, bf16) per example at"
+              " batch 16 R (each batch R times over) against batch 16", "",
+              "| runs packed R | batch | ms per example, median (min-max) | vs one run |",
+              "|---|---|---|---|"]  # fmt: skip
+    for r in levers.packing(ROUNDS):
+        per_example = fmt_spread(r["ms_per_example"], 1000, 2)
+        lines.append(f"| {r['runs']} | {r['batch']} | {per_example} | {r['vs_one']:.2f}x |")
+    lines.append("")
+
+
+def section_compile(lines: list[str]) -> None:
+    """torch.compile of the whole APL model: compile seconds and the step after (only when asked)."""
+    r = levers.compiled(ROUNDS)
+    lines += ["## 9. torch.compile (inductor, dynamic shapes) of the UniPELT APL model, SST-2 K=100 batches, bf16", "",
+              "| first pass over 6 batches (compiles), s | eager ms per step | compiled ms per step"
+              " | compiled vs eager |",
+              "|---|---|---|---|",
+              f"| {r['first_pass_s']:.0f} | {fmt_spread(r['eager'], 1000)} | {fmt_spread(r['compiled'], 1000)} |"
+              f" {r['ratio']:.2f}x |", ""]  # fmt: skip
+
+
 def section_start(lines: list[str]) -> None:
     """Planning, config printing and start-up, each in fresh processes (bench/startup.py)."""
     rounds = max(3, ROUNDS // 2)
@@ -214,6 +238,7 @@ def section_start(lines: list[str]) -> None:
 
 SECTIONS: set[str] = set()  # the sections asked for on the command line (empty: all)
 STARTUP = ("plan", "cfg", "startup")  # sections that run fresh processes only
+ONLY_WHEN_ASKED = ("compile",)  # minutes of compiling: `python bench/run.py compile`
 
 
 def main() -> None:
@@ -223,7 +248,7 @@ def main() -> None:
     lines = [f"Machine: {machine()}.", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
              f" with `make bench` ({ROUNDS} rounds of one pass over {BATCHES} batches per configuration).",
              ""]  # fmt: skip
-    if not only or only - set(STARTUP):
+    if not only or "steps" in only:  # section 1's share of the peak is computed from this one
         peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
         lines += ["## 4. Matrix-multiply peak in this process (best of 512/1024/2048 cubed, median of 9):"
                   f" fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s.",
@@ -236,7 +261,11 @@ def main() -> None:
                      ("trackers", lambda: section_trackers(lines)),
                      ("e2e", lambda: section_e2e(lines, ratio_to_apl)),
                      ("mpnet", lambda: section_mpnet(lines)),
+                     ("packing", lambda: section_packing(lines)),
+                     ("compile", lambda: section_compile(lines)),
                      ("start", lambda: section_start(lines))):  # fmt: skip
+        if name in ONLY_WHEN_ASKED and name not in only:
+            continue
         if not only or name in only or (name == "start" and only & set(STARTUP)):
             fn()
             print("\n".join(lines), flush=True) if name == "steps" else None
