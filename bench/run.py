@@ -74,7 +74,7 @@ MINILM_STEPS: dict[tuple[str, str], float] = {}  # (method, precision) -> median
 
 def section_mpnet(lines: list[str]) -> None:
     """all-mpnet-base-v2 (110M) beside MiniLM (22M): steps, eval, one end-to-end run (bench/mpnet.py)."""
-    lines += ["## 6. BERT-base-sized backbone: all-mpnet-base-v2 (`backbone=mpnet-base`, eager attention)", ""]
+    lines += ["## 10. BERT-base-sized backbone: all-mpnet-base-v2 (`backbone=mpnet-base`, eager attention)", ""]
     reason = mpnet.missing_reason()
     if reason:
         print(f"bench: MPNet figures skipped: {reason}", flush=True)
