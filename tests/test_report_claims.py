@@ -331,3 +331,32 @@ def test_a_gated_mix_is_compared_with_its_own_best_member(tmp_path):
     found = {r["claim"]: r for r in claims.claims(build(tmp_path).cells, "minilm-l6", 100)}
     row = found["Gated MAM beats its best member"]
     assert row["text"] == "81.00 vs 76.00 (Scaled PA)" and row["delta"] == pytest.approx(5.0)
+
+
+def test_claims_side_by_side_across_backbones(tmp_path):
+    """Two backbones at one budget: each claim's Δ on both, and the paper's Δ, in one table."""
+    from unipelt_cli.report.tables import claims_across_grid, sections
+
+    mpnet = {"backbone": {"name": "mpnet-base"}}
+    for method, by_task in SCORES.items():
+        for task, scores in by_task.items():
+            for seed, score in enumerate(scores, start=1):
+                write_run(tmp_path, task=task, method=method, seed=seed, score=score)
+                bumped = score + (5.0 if method == "lora" else 0.0)
+                write_run(tmp_path, task=task, method=method, seed=seed, score=bumped, config=mpnet)
+    report = build(tmp_path)
+    grid = claims_across_grid(report, 100, ["minilm-l6", "mpnet-base"])
+    backbones = ["minilm-l6: Δ (SE), verdict", "mpnet-base: Δ (SE), verdict"]
+    assert grid.header == ["Claim", *backbones, "Paper Δ (bert-base-uncased)"]
+    by_claim = {row[0].text: row for row in grid.rows}
+    mini, mp = rows(report), {r["claim"]: r for r in claims.claims(report.cells, "mpnet-base", 100)}
+    assert list(by_claim) == list(mini)  # every claim, in the claims table's order
+    best = by_claim["APL beats the best single submodule"]
+    assert best[1].value == pytest.approx(mini["APL beats the best single submodule"]["delta"])
+    assert best[2].value == pytest.approx(mp["APL beats the best single submodule"]["delta"])
+    assert best[1].value != best[2].value  # LoRA is 5 points better on MPNet: APL's margin shrinks there
+    assert best[3].text == f"{claims._paper_delta(100, 'unipelt_apl', list(claims.SINGLES), ['sst2', 'rte']):+.2f}"
+    assert best[2].text.endswith(mp["APL beats the best single submodule"]["verdict"])
+    titles = [g.title for s in sections(report) for g in s.grids]
+    assert "Claims side by side: minilm-l6, mpnet-base, K=100" in titles
+    assert claims_across_grid(report, 100, ["minilm-l6"]) is None  # one backbone: its own table says it all

@@ -369,6 +369,36 @@ def claims_grid(report: Report, backbone: str, budget) -> Grid | None:
     return Grid(slug("claims", backbone, budget), title, header, rows, notes)
 
 
+def claims_across_grid(report: Report, budget, backbones: list[str]) -> Grid | None:
+    """One row a claim: its Δ (SE) and verdict on each backbone at this budget, and the paper's Δ.
+    None unless two or more backbones have claims here."""
+    found = {b: {r["claim"]: r for r in claims.claims(report.cells, b, budget)} for b in backbones}
+    backbones = [b for b in backbones if found[b]]
+    if len(backbones) < 2:
+        return None
+    rows = []
+    for name in dict.fromkeys(c for b in backbones for c in found[b]):  # first-seen order
+        cells = [Cell(name)]
+        for b in backbones:
+            row = found[b].get(name)
+            if row is None:
+                cells.append(Cell("—"))
+                continue
+            se = f" (SE {row['se']:.2f})" if row["se"] is not None else ""
+            cells.append(Cell(f"{row['delta']:+.2f}{se}, {row['verdict']}", row["delta"]))
+        ref = next((found[b][name]["paper"] for b in backbones if name in found[b]), None)
+        cells.append(Cell("—" if ref is None else f"{ref:+.2f}", ref))
+        rows.append(cells)
+    header = ["Claim", *(f"{b}: Δ (SE), verdict" for b in backbones), f"Paper Δ ({paper.BACKBONE})"]
+    notes = [
+        "Each backbone's Δ and verdict as in its own claims table (same tasks and seeds within a backbone). "
+        "Paper Δ: the paper's means over the tasks of the first backbone with that claim; '—' where the paper "
+        "has no such comparison."
+    ]
+    title = f"Claims side by side: {', '.join(backbones)}, {budget_label(budget)}"
+    return Grid(slug("claims-across", budget), title, header, rows, notes)
+
+
 def families_grid(report: Report, backbone: str, budget) -> Grid | None:
     """Per task, each family's best method (by test mean) and the family that wins; only for tables
     that hold a unified-view method (names.UNIFIED_VIEW)."""
@@ -511,6 +541,8 @@ def sections(report: Report, images: list[Image] | None = None) -> list[Section]
     bounds = [upper_bound_grid(report, b, k) for b, k in pairs if _has_submodules(report, b, k)]
     out.append(Section("Upper bound (the paper's Table 2)", grids=bounds))
     found = [g for g in (claims_grid(report, b, k) for b, k in pairs) if g is not None]
+    budgets = dict.fromkeys(k for _, k in pairs)
+    found += [g for k in budgets if (g := claims_across_grid(report, k, [b for b, kk in pairs if kk == k]))]
     if found:
         out.append(Section("The paper's claims, checked", grids=found))
     families = [g for g in (families_grid(report, b, k) for b, k in pairs) if g is not None]
