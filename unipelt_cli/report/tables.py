@@ -337,13 +337,18 @@ def paper_grid(report: Report, backbone: str, budget) -> Grid | None:
     return Grid(slug("paper", backbone, budget), title, header, rows, notes)
 
 
-def claims_grid(report: Report, backbone: str, budget) -> Grid | None:
+def _delta_text(row: dict) -> str:
+    """A claim's Δ with its SE where it has one: "+1.25 (SE 0.61)"."""
+    return f"{row['delta']:+.2f}" + (f" (SE {row['se']:.2f})" if row["se"] is not None else "")
+
+
+def claims_grid(report: Report, backbone: str, budget, found: list[dict] | None = None) -> Grid | None:
+    """found: claims.claims' rows for this table, when the caller has them already."""
     rows = []
-    found = claims.claims(report.cells, backbone, budget)
+    found = claims.claims(report.cells, backbone, budget) if found is None else found
     with_p = any(row.get("paired") for row in found)  # runs from before predictions: the table as it was
     for row in found:
-        delta = f"{row['delta']:+.2f}" + (f" (SE {row['se']:.2f})" if row["se"] is not None else "")
-        cells = [Cell(row["claim"]), Cell(row["text"]), Cell(delta, row["delta"])]
+        cells = [Cell(row["claim"]), Cell(row["text"]), Cell(_delta_text(row), row["delta"])]
         if with_p:
             cells.append(_p_cell(row["paired"], len(row["tasks"])) if "paired" in row else Cell("—"))
         cells += [Cell(f"{row['wins']}/{len(row['tasks'])}"), Cell(row["verdict"])]
@@ -369,10 +374,14 @@ def claims_grid(report: Report, backbone: str, budget) -> Grid | None:
     return Grid(slug("claims", backbone, budget), title, header, rows, notes)
 
 
-def claims_across_grid(report: Report, budget, backbones: list[str]) -> Grid | None:
+def claims_across_grid(report: Report, budget, backbones: list[str], found: dict | None = None) -> Grid | None:
     """One row a claim: its Δ (SE) and verdict on each backbone at this budget, and the paper's Δ.
-    None unless two or more backbones have claims here."""
-    found = {b: {r["claim"]: r for r in claims.claims(report.cells, b, budget)} for b in backbones}
+    None unless two or more backbones have claims here. found: backbone -> claims.claims' rows, when
+    the caller has them already."""
+    if len(backbones) < 2:
+        return None
+    found = found or {b: claims.claims(report.cells, b, budget) for b in backbones}
+    found = {b: {r["claim"]: r for r in found[b]} for b in backbones}
     backbones = [b for b in backbones if found[b]]
     if len(backbones) < 2:
         return None
@@ -384,10 +393,9 @@ def claims_across_grid(report: Report, budget, backbones: list[str]) -> Grid | N
             if row is None:
                 cells.append(Cell("—"))
                 continue
-            se = f" (SE {row['se']:.2f})" if row["se"] is not None else ""
-            cells.append(Cell(f"{row['delta']:+.2f}{se}, {row['verdict']}", row["delta"]))
+            cells.append(Cell(f"{_delta_text(row)}, {row['verdict']}", row["delta"]))
         ref = next((found[b][name]["paper"] for b in backbones if name in found[b]), None)
-        cells.append(Cell("—" if ref is None else f"{ref:+.2f}", ref))
+        cells.append(Cell(fmt(ref) if ref is None else f"{ref:+.2f}", ref))
         rows.append(cells)
     header = ["Claim", *(f"{b}: Δ (SE), verdict" for b in backbones), f"Paper Δ ({paper.BACKBONE})"]
     notes = [
@@ -540,9 +548,12 @@ def sections(report: Report, images: list[Image] | None = None) -> list[Section]
     out.append(Section("Scores", grids=[scores_grid(report, b, k) for b, k in pairs]))
     bounds = [upper_bound_grid(report, b, k) for b, k in pairs if _has_submodules(report, b, k)]
     out.append(Section("Upper bound (the paper's Table 2)", grids=bounds))
-    found = [g for g in (claims_grid(report, b, k) for b, k in pairs) if g is not None]
-    budgets = dict.fromkeys(k for _, k in pairs)
-    found += [g for k in budgets if (g := claims_across_grid(report, k, [b for b, kk in pairs if kk == k]))]
+    checked = {(b, k): claims.claims(report.cells, b, k) for b, k in pairs}  # once: the bootstrap is not free
+    found = [g for g in (claims_grid(report, b, k, checked[(b, k)]) for b, k in pairs) if g is not None]
+    for k in dict.fromkeys(k for _, k in pairs):
+        backbones = [b for b, kk in pairs if kk == k]
+        found.append(claims_across_grid(report, k, backbones, {b: checked[(b, k)] for b in backbones}))
+    found = [g for g in found if g is not None]
     if found:
         out.append(Section("The paper's claims, checked", grids=found))
     families = [g for g in (families_grid(report, b, k) for b, k in pairs) if g is not None]
