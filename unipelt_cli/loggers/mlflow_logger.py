@@ -26,6 +26,8 @@ import os
 import time
 from pathlib import Path
 
+from unipelt_cli import trees
+
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
 # A call costs ~15 ms whatever its size (the sqlite store, 2 CPUs), a metric ~0.08 ms: send full
 # batches, and at an evaluation only when the last send is this old, so the UI stays nearly live.
@@ -33,14 +35,8 @@ FLUSH_SECONDS = 30
 PARAMS = 100  # and of params
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = str(value)[:6000]
-    return out
+def flatten(tree: dict) -> dict[str, str]:
+    return {name: str(value)[:6000] for name, value in trees.dotted(tree).items()}
 
 
 class MlflowLogger:

@@ -17,6 +17,7 @@ from typing import Any
 
 from unipelt_cli import identity as identity_mod
 from unipelt_cli import runs as runs_mod
+from unipelt_cli import trees
 from unipelt_cli.errors import UserError
 
 REQUIRED_KEYS = ("task", "method", "budget", "seed", "primary_metric", "test")
@@ -62,17 +63,6 @@ class Run:
 
 def _number(value) -> float | None:
     return float(value) if isinstance(value, int | float) and value == value else None
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def runs_folder(path: Path) -> Path:
@@ -146,8 +136,8 @@ def read_run(folder: Path, warnings: list[str]) -> Run | None:
 
 
 def _make_run(folder: Path, result: dict | None, config: dict | None, status: dict) -> Run:
-    flat = flatten(config) if config else {}
-    canonical = flatten(identity_mod.canonical(config)) if config else {}
+    flat = trees.dotted(config) if config else {}
+    canonical = trees.dotted(identity_mod.canonical(config)) if config else {}
     state = status.get("state", "unknown")
     if result is not None:
         budget = result["budget"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 
+from unipelt_cli import trees
 from unipelt_cli.errors import UserError
 
 REMOVED = object()  # a delta's mark for a leaf the value removes
@@ -71,7 +72,7 @@ def configs(axes: list[list[str]], combos: list[list[str]]) -> list[dict] | None
     first = [values[0] for values in axes]
     with config.composer() as compose:
         try:
-            flat = _flatten(config.to_dict(compose(first)))
+            flat = trees.leaves(config.to_dict(compose(first)))
         except UserError:
             return _first_error(compose, combos)
         deltas: dict[tuple[int, str], dict] = {}  # (axis, override) -> {path: value or REMOVED}
@@ -85,7 +86,7 @@ def configs(axes: list[list[str]], combos: list[list[str]]) -> list[dict] | None
                 except UserError:
                     failed.add((i, value))
                     continue
-                deltas[(i, value)] = _delta(flat, _flatten(composed))
+                deltas[(i, value)] = _delta(flat, trees.leaves(composed))
         if not _disjoint(deltas):
             return None
         out = []
@@ -134,17 +135,6 @@ def _linked_groups() -> set[str] | None:
             if re.search(r"^defaults\s*:", path.read_text(encoding="utf-8"), re.M):
                 return None
     return linked
-
-
-def _flatten(tree: dict, prefix: tuple = ()) -> dict[tuple, object]:
-    """{path: leaf}: a leaf is anything but a non-empty dict (lists are leaves, as a merge replaces them)."""
-    out: dict[tuple, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, (*prefix, key)))
-        else:
-            out[(*prefix, key)] = value
-    return out
 
 
 def _same(a, b) -> bool:
