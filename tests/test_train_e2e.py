@@ -194,3 +194,33 @@ def test_a_run_held_by_another_process_is_refused(tmp_path, tiny_backbone, tiny_
         holder.kill()
         holder.wait()
     train(tmp_path, tiny_backbone, tiny_glue)  # once the holder is gone, the run goes ahead
+
+
+def test_dev_predictions_and_gate_stats_come_from_the_best_evaluation(tmp_path, monkeypatch, tiny_backbone, tiny_glue):
+    """The run keeps dev's logits and gate stats from the evaluation at its best step (same tensors,
+    same batches) instead of evaluating dev again after training: one dev pass fewer, same files."""
+    import dataclasses
+
+    from unipelt_cli import experiment
+
+    calls = []
+    real_predict, real_fit = experiment.predict_logits, experiment.fit
+
+    def counted(model, enc, args):
+        calls.append(len(enc))
+        return real_predict(model, enc, args)
+
+    monkeypatch.setattr(experiment, "predict_logits", counted)
+    _, (kept,) = train(tmp_path, tiny_backbone, tiny_glue, "method=unipelt_apl", outputs=tmp_path / "kept")
+    reused_calls = len(calls)
+    calls.clear()
+    monkeypatch.setattr(experiment, "fit", lambda *a, **k: dataclasses.replace(real_fit(*a, **k), best_extra=None))
+    _, (again,) = train(tmp_path, tiny_backbone, tiny_glue, "method=unipelt_apl", outputs=tmp_path / "again")
+    assert len(calls) == reused_calls + 1  # the fallback evaluates dev once more
+    a, b = load(kept), load(again)
+    assert a["gates"]["dev"] and a["gates"] == b["gates"]
+    assert a["dev"] == b["dev"] and a["test"] == b["test"]
+    for split in ("dev", "test"):
+        assert (kept / "predictions" / f"{split}.jsonl").read_text() == (
+            again / "predictions" / f"{split}.jsonl"
+        ).read_text()

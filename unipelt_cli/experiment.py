@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,24 @@ def evaluate_with_gates(model, encs: dict[str, Encoded], args) -> tuple[dict, di
     return metrics, stats, logits
 
 
+def dev_evaluation(model, enc: Encoded, args) -> tuple[dict, tuple]:
+    """The per-epoch dev evaluation: (metrics, (gate stats or None, logits)), for fit's dev_eval."""
+    metrics, stats, logits = evaluate_with_gates(model, {"dev": enc}, args)
+    return metrics["dev"], (stats.get("dev"), logits["dev"])
+
+
+def final_evaluation(model, data: Data, best_dev: tuple | None, args) -> tuple[dict, dict, dict]:
+    """evaluate_with_gates over dev and the test splits with the best tensors restored. Dev's gate
+    stats and logits come from `best_dev`, what dev_evaluation returned at the best step (the same
+    tensors on the same batches, so the same numbers), when fit has it; else dev is evaluated again."""
+    if best_dev is None:
+        return evaluate_with_gates(model, {"dev": data.dev, **data.tests}, args)
+    metrics, stats, logits = evaluate_with_gates(model, data.tests, args)
+    dev_stats, dev_logits = best_dev
+    stats = {"dev": dev_stats, **stats} if dev_stats is not None else stats
+    return metrics, stats, {"dev": dev_logits, **logits}
+
+
 def prediction_lines(data: Data, encs: dict[str, Encoded], logits: dict, args) -> dict[str, list[str]]:
     """{split: predictions/<split>.jsonl's lines} (see unipelt_cli/predictions.py)."""
     return {
@@ -301,13 +320,13 @@ def _train(cfg, run_dir: Path, outputs: Path, reporter, resume: bool, loggers: L
         reporter.note(found)
     loggers.start(model)
     on_eval = _both(reporter.evaluation, loggers.evaluation) if loggers else reporter.evaluation
+    dev_eval = partial(dev_evaluation, enc=data.dev, args=args)  # its logits and gate stats are kept for the best step
     loop = fit(model, data.train, data.dev, args, on_step=reporter.step, on_eval=on_eval, resume=state,
-               on_log=loggers.step if loggers else None)  # fmt: skip
+               on_log=loggers.step if loggers else None, dev_eval=dev_eval)  # fmt: skip
     t0 = time.perf_counter()
     weights = saved_tensors(model) if is_pelt(model) or cfg.train.save_full_weights else None
-    splits = {"dev": data.dev, **data.tests}  # dev again: its predictions (and gate stats)
-    tests, gates, logits = evaluate_with_gates(model, splits, args)
-    lines = prediction_lines(data, splits, logits, args)
+    tests, gates, logits = final_evaluation(model, data, loop.best_extra, args)
+    lines = prediction_lines(data, {"dev": data.dev, **data.tests}, logits, args)
     tests.pop("dev", None)
     test_seconds = time.perf_counter() - t0
     result = {

@@ -64,6 +64,7 @@ class LoopResult:
     history: list[dict]
     train_seconds: float
     eval_seconds: float
+    best_extra: object = None  # what dev_eval returned beside the best metrics (None: not from this process)
 
 
 def seed_everything(seed: int) -> None:
@@ -147,17 +148,22 @@ def fit(
     on_eval: Callable[[dict], None] | None = None,
     resume: dict | None = None,
     on_log: Callable[[int, float, float], None] | None = None,
+    dev_eval: Callable[[object], tuple[dict, object]] | None = None,
 ) -> LoopResult:
     """Train with early stopping on `dev`; leaves the best-on-dev tensors in `model`.
     `resume`: a state from checkpoint.load, to continue where it was saved.
-    `on_log(step, loss, lr)`: after every step, for the trackers (unipelt_cli/loggers)."""
+    `on_log(step, loss, lr)`: after every step, for the trackers (unipelt_cli/loggers).
+    `dev_eval(model) -> (metrics, extra)`: the dev evaluation (default: metrics only, extra None); the
+    best evaluation's extra is returned as `best_extra`, so the caller need not evaluate dev again
+    with the restored tensors (None when that evaluation happened before a resumed checkpoint)."""
+    dev_eval = dev_eval or (lambda m: (evaluate(m, dev, args), None))
     steps = total_steps(len(train), args)
     optimizer, scheduler = make_optimizer(model, args, steps)
     params = [p for p in model.parameters() if p.requires_grad]
     per_epoch = math.ceil(len(train) / args.batch_size)
     eval_every = args.eval_every or per_epoch
     primary = args.metric
-    best, best_step, best_state, bad_evals = None, 0, None, 0
+    best, best_step, best_state, bad_evals, best_extra = None, 0, None, 0, None
     history: list[dict] = []
     step, epoch, skip, stopped_early = 0, 0, 0, False
     t0, eval_seconds = time.perf_counter(), 0.0
@@ -205,11 +211,12 @@ def fit(
                 on_log(step, loss.item(), lr)
             if step % eval_every == 0 or step == steps:
                 t_eval = time.perf_counter()
-                metrics = evaluate(model, dev, args)
+                metrics, extra = dev_eval(model)
                 eval_seconds += time.perf_counter() - t_eval
                 improved = best is None or metrics[primary] > best[primary]
                 if improved:
                     best, best_step, best_state, bad_evals = metrics, step, trained_state(model), 0
+                    best_extra = extra
                 else:
                     bad_evals += 1
                 record = {"step": step, "epoch": round(step / per_epoch, 3), "loss": loss.item(), "dev": metrics}
@@ -242,4 +249,5 @@ def fit(
         history=history,
         train_seconds=time.perf_counter() - t0 - eval_seconds,
         eval_seconds=eval_seconds,
+        best_extra=best_extra,
     )
