@@ -6,6 +6,7 @@ in fresh child processes), printed and written to outputs/bench/figures.md.
     python bench/run.py steps eval      # only some sections: steps, ablation, eval, lora, trackers, e2e, mpnet,
                                         # packing, plan, cfg, startup (bench/startup.py: fresh processes, CPU s)
     python bench/run.py compile         # torch.compile's cost and gain (only when named: minutes of compiling)
+    python bench/run.py slice           # one grid slice as real sweeps beside its projection (only when named: ~30 min)
     BENCH_ROUNDS=9 python bench/run.py  # more rounds of interleaved passes (default 5)
 
 Needs the real GLUE folder (UNIPELT_GLUE_DIR, or ../shared/data/glue beside the checkout).
@@ -26,7 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import e2e, evaluation, levers, mpnet, startup, steps, trackers  # noqa: E402
+from bench import slice as slice_  # noqa: E402
 from bench.common import BATCHES, OUT, PRESETS, fmt_spread, matmul_peak  # noqa: E402
+
+# the grid's committed runs: their lengths for the projection of section 3
+PAPER_RUNS = Path(__file__).resolve().parents[1] / "results" / "paper_lowres"
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "PERFORMANCE.md"
@@ -146,17 +151,22 @@ def section_e2e(lines: list[str], ratio_to_apl: dict[str, float]) -> None:
         r = e2e.train_wall(overrides)
         lines.append(f"| `{r['command']}` | {r['precision']} | {r['wall']:.1f} | {r['train']:.1f} | {r['eval']:.1f} |"
                      f" {r['metric']:.4f} |")  # fmt: skip
-    p = e2e.project("paper_lowres", ratio_to_apl)
+    p = e2e.project("paper_lowres", ratio_to_apl, e2e.committed_lengths(PAPER_RUNS))
     lines += ["", f"Projection of `unipelt sweep +sweep=paper_lowres` ({p['runs']} runs, one after another, "
               "no early stopping, default precision) from per-task costs measured now:", "",
-              "| task | APL step ms | dev ms/example | test ms/example | test rows | start s | projected hours |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| task | APL step ms | dev ms/example | test ms/example | test rows | start s | projected hours |"
+              " with committed lengths |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for task, c in p["costs"].items():
         lines.append(f"| {task} | {c['step'] * 1000:.0f} | {c['dev_s'] * 1000:.2f} | {c['test_s'] * 1000:.2f} |"
-                     f" {c['test_size']} | {c['start']:.1f} | {p['per_task'][task] / 3600:.1f} |")  # fmt: skip
+                     f" {c['test_size']} | {c['start']:.1f} | {p['per_task'][task] / 3600:.1f} |"
+                     f" {p['per_task_own'][task] / 3600:.1f} |")  # fmt: skip
     lines += [
         "",
-        f"**Whole grid: {p['total'] / 3600:.1f} hours** (upper bound: early stopping only shortens runs).",
+        f"**Whole grid: {p['total'] / 3600:.1f} hours** (upper bound: early stopping only shortens runs);"
+        f" **{p['total_own'] / 3600:.1f} hours** with early stopping as it happened ({p['committed']} runs"
+        f" at their committed length in results/paper_lowres, the other {p['runs'] - p['committed']} at their"
+        " method and budget's mean fraction of the upper bound), one run after another.",
         "",
     ]
 
@@ -236,9 +246,32 @@ def section_start(lines: list[str]) -> None:
     lines.append("")
 
 
+def section_slice(lines: list[str]) -> None:
+    """One slice of the paper grid as real sweeps, beside its projection (only when asked: ~30 min)."""
+    r = slice_.measure(ROUNDS)
+    rows, walls = r["rows"], r["walls"]
+    command = f"unipelt sweep {' '.join(slice_.SLICE)} method={','.join(slice_.METHODS)}"
+    lines += [f"## 11. One slice of the paper grid timed end to end: `{command}`, fresh outputs, beside its projection",
+              "",
+              f"| method | step vs APL | steps run (of {r['steps_max']}) | dev evaluations (of {r['evals_max']}) |"
+              " projected s, every epoch | projected s, its own length | its train + eval s (-j 1) |"
+              " test metric, -j 1 / -j 2 |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for w in rows:
+        metric = " / ".join(f"{m:.2f}" for m in w["metric"].values())
+        lines.append(f"| {w['method']} | {w['ratio']:.2f}x | {w['steps']} | {w['evals']} | {w['upper']:.0f} |"
+                     f" {w['own_length']:.0f} | {w['run_s']:.0f} | {metric} |")  # fmt: skip
+    upper, own = sum(w["upper"] for w in rows), sum(w["own_length"] for w in rows)
+    lines += ["", f"| the {len(rows)} runs | projected, every epoch | projected, their own lengths"
+              " | measured wall, -j 1 | measured wall, -j 2 (1 thread each) |", "|---|---|---|---|---|",
+              f"| seconds | {upper:.0f} | {own:.0f} | {walls[1]:.0f} | {walls[2]:.0f} |", "",
+              f"Measured -j 1 against the projection with the runs' own lengths: {walls[1] / own:.2f}x;"
+              f" -j 2 against -j 1: {walls[2] / walls[1]:.2f}x.", ""]  # fmt: skip
+
+
 SECTIONS: set[str] = set()  # the sections asked for on the command line (empty: all)
 STARTUP = ("plan", "cfg", "startup")  # sections that run fresh processes only
-ONLY_WHEN_ASKED = ("compile",)  # minutes of compiling: `python bench/run.py compile`
+ONLY_WHEN_ASKED = ("compile", "slice")  # minutes of compiling; a half-hour grid slice
 
 
 def main() -> None:
@@ -263,6 +296,7 @@ def main() -> None:
                      ("mpnet", lambda: section_mpnet(lines)),
                      ("packing", lambda: section_packing(lines)),
                      ("compile", lambda: section_compile(lines)),
+                     ("slice", lambda: section_slice(lines)),
                      ("start", lambda: section_start(lines))):  # fmt: skip
         if name in ONLY_WHEN_ASKED and name not in only:
             continue
